@@ -1,0 +1,59 @@
+"""The data contract every dataset source produces and every consumer reads.
+
+A dataset is a list of :class:`Example` rows plus a :class:`TaskInfo` saying what it measures.
+Prompt rendering (chat template) and scoring live elsewhere, so an Example stays plain text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["reasoning", "recall"]
+Format = Literal["mc", "generative"]
+AnswerType = Literal["number", "text"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question.
+
+    question: the full user-turn text (for mc sets the choices are *not* listed; they are scored
+        as continuations, cloze style).
+    answer: the canonical target text; training teaches exactly this string. For mc it equals
+        ``choices[gold]``.
+    choices / gold: multiple-choice options and the index of the correct one (mc only).
+    aliases: extra accepted answers for generative exact match (the answer itself always counts).
+    uid: stable id within its dataset (used for seeded sampling and probe selection).
+    """
+
+    question: str
+    answer: str
+    choices: tuple[str, ...] | None = None
+    gold: int | None = None
+    aliases: tuple[str, ...] = ()
+    uid: str = ""
+
+    def accepted_answers(self) -> tuple[str, ...]:
+        return (self.answer, *self.aliases)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a dataset measures and how it is scored."""
+
+    name: str
+    kind: Kind
+    format: Format
+    answer_type: AnswerType = "text"
+    description: str = ""
+    source: str = "builtin"  # builtin | hub | file
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset with its splits. ``train`` may be empty for evaluation-only sets."""
+
+    info: TaskInfo
+    train: list[Example] = field(default_factory=list)
+    test: list[Example] = field(default_factory=list)
