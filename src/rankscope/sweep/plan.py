@@ -1,0 +1,88 @@
+"""Expand a config into arms with stable ids.
+
+An arm id is derived from every setting that changes what the arm learns (model, training set,
+training loop, method, rank, alpha, targets, seed, learning rate), so a rerun of the same config
+finds its finished arms and resumes instead of repeating them. Evaluation settings are not in the
+id; they are fingerprinted separately (:func:`evaluation_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from rankscope.config import DatasetSpec, RankscopeConfig
+
+Method = Literal["base", "sft", "lora"]
+
+
+@dataclass(frozen=True)
+class ArmPlan:
+    arm_id: str
+    method: Method
+    rank: int | None = None
+    alpha: float | None = None
+    scaling: float | None = None  # the factor on B @ A: alpha/r, or alpha/sqrt(r) with rsLoRA
+    seed: int | None = None
+    train_set: str | None = None
+    lr: float | None = None
+    targets: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _train_identity(config: RankscopeConfig, train_set: DatasetSpec) -> dict:
+    return {
+        "model": config.model.model_dump(mode="json", exclude={"cache_dir", "device"}),
+        "train_set": train_set.model_dump(mode="json"),
+        "train": config.train.model_dump(mode="json", exclude={"lr", "log_every"}),
+    }
+
+
+def base_arm(config: RankscopeConfig) -> ArmPlan:
+    model_identity = config.model.model_dump(mode="json", exclude={"cache_dir", "device"})
+    return ArmPlan(arm_id=f"base-{_digest(model_identity)}", method="base")
+
+
+def plan_arms(config: RankscopeConfig) -> list[ArmPlan]:
+    """The base arm first, then per training set and seed: sft, then LoRA by ascending rank."""
+    arms = [base_arm(config)]
+    for train_set in config.data.train:
+        identity = _train_identity(config, train_set)
+        for seed in config.arms.seeds:
+            if config.arms.sft:
+                lr = config.train.lr.sft
+                digest = _digest({**identity, "method": "sft", "seed": seed, "lr": lr})
+                arms.append(ArmPlan(arm_id=f"sft-s{seed}-{train_set.name}-{digest}", method="sft",
+                                    seed=seed, train_set=train_set.name, lr=lr))
+            lora = config.arms.lora
+            if lora is None:
+                continue
+            targets = lora.targets if isinstance(lora.targets, str) else ",".join(lora.targets)
+            for rank in sorted(lora.ranks):
+                alpha = lora.alpha_for(rank)
+                lr = config.train.lr.lora
+                digest = _digest({**identity, "method": "lora", "seed": seed, "lr": lr, "rank": rank,
+                                  "alpha": alpha, "alpha_rule": lora.alpha, "targets": targets,
+                                  "dropout": lora.dropout})
+                alpha_text = f"{alpha:g}"
+                arms.append(ArmPlan(arm_id=f"lora-r{rank}-a{alpha_text}-s{seed}-{train_set.name}-{digest}",
+                                    method="lora", rank=rank, alpha=alpha, scaling=lora.scaling_for(rank),
+                                    seed=seed, train_set=train_set.name, lr=lr, targets=targets))
+    return arms
+
+
+def evaluation_fingerprint(config: RankscopeConfig) -> str:
+    """Changes when what an arm is evaluated on changes; a finished arm with another fingerprint is redone."""
+    return _digest({
+        "data": config.data.model_dump(mode="json"),
+        "eval": config.eval.model_dump(mode="json"),
+        "analysis": config.analysis.model_dump(mode="json"),
+    })

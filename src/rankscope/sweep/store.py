@@ -1,0 +1,134 @@
+"""The run directory: the only place results live (layout in docs/run-store.md).
+
+Only the driver process writes here. An arm is finished when its ``arm.json`` says done and its
+evaluation fingerprint matches the current config; everything else is redone on a rerun.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rankscope.errors import RankscopeError
+from rankscope.sweep.atomic import atomic_write_json, atomic_write_text
+from rankscope.sweep.plan import ArmPlan
+
+RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "seed", "train_set", "dataset", "kind", "domain",
+                  "format", "metric", "value", "n", "stderr", "status"]
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    """One dataset an arm is scored on, with its domain relative to the arm's training set."""
+
+    dataset: str
+    kind: str
+    format: str
+    domain: str  # in | out
+
+
+class RunStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    # -- paths ---------------------------------------------------------------------------------
+    def arm_dir(self, arm_id: str) -> Path:
+        """Arm ids come from the planner, but a crafted id must still never escape the run directory."""
+        if not arm_id or "/" in arm_id or "\\" in arm_id or arm_id in {".", ".."} or arm_id.startswith("."):
+            raise RankscopeError(f"arm id {arm_id!r}", "not a safe folder name", "use letters, digits, '-', '_', '.'")
+        path = (self.root / "arms" / arm_id).resolve()
+        if self.root.resolve() / "arms" not in path.parents:
+            raise RankscopeError(f"arm id {arm_id!r}", "escapes the run directory", "use a plain name")
+        return path
+
+    @property
+    def analysis_dir(self) -> Path:
+        return self.root / "analysis"
+
+    # -- status --------------------------------------------------------------------------------
+    def read_arm(self, arm_id: str) -> dict | None:
+        path = self.arm_dir(arm_id) / "arm.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def is_done(self, arm_id: str, fingerprint: str) -> bool:
+        record = self.read_arm(arm_id)
+        return bool(record) and record.get("status") == "done" and record.get("eval_fingerprint") == fingerprint \
+            and (self.arm_dir(arm_id) / "eval.json").is_file()
+
+    # -- writes --------------------------------------------------------------------------------
+    def write_config(self, text: str) -> None:
+        atomic_write_text(self.root / "config.yaml", text)
+
+    def start_arm(self, arm: ArmPlan) -> Path:
+        """A fresh folder for an arm that is (re)run: leftovers of an interrupted attempt go."""
+        path = self.arm_dir(arm.arm_id)
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def write_json(self, arm_id: str, name: str, payload: object) -> None:
+        atomic_write_json(self.arm_dir(arm_id) / name, payload)
+
+    def finish_arm(self, arm: ArmPlan, fingerprint: str, status: str = "done", error: str | None = None) -> None:
+        """Written last: it is what makes the arm count as finished."""
+        self.arm_dir(arm.arm_id).mkdir(parents=True, exist_ok=True)
+        self.write_json(arm.arm_id, "arm.json",
+                        {**arm.to_json(), "status": status, "error": error, "eval_fingerprint": fingerprint})
+
+    # -- results -------------------------------------------------------------------------------
+    def result_rows(self, arms: list[ArmPlan], targets_by_train_set: dict[str, list[EvalTarget]]) -> list[dict]:
+        """Tidy rows in plan order. The base arm is repeated once per training set with domains
+        relative to that set, so gain/forgetting are subtractions within one train_set."""
+        rows: list[dict] = []
+        for arm in arms:
+            record = self.read_arm(arm.arm_id)
+            if record is None:
+                continue
+            train_sets = list(targets_by_train_set) if arm.method == "base" else [arm.train_set]
+            common = {"arm_id": arm.arm_id, "method": arm.method, "rank": arm.rank, "alpha": arm.alpha,
+                      "seed": arm.seed}
+            if record.get("status") != "done":
+                for train_set in train_sets:
+                    rows.append({**common, "train_set": train_set, "metric": "failed",
+                                 "status": f"failed: {record.get('error')}"})
+                continue
+            evaluation = json.loads((self.arm_dir(arm.arm_id) / "eval.json").read_text())["datasets"]
+            for train_set in train_sets:
+                for target in targets_by_train_set[train_set]:
+                    scores = evaluation.get(target.dataset)
+                    if scores is None:
+                        continue
+                    for metric, value in scores["metrics"].items():
+                        rows.append({**common, "train_set": train_set, "dataset": target.dataset,
+                                     "kind": target.kind, "domain": target.domain, "format": target.format,
+                                     "metric": metric, "value": value["value"], "n": value["n"],
+                                     "stderr": value["stderr"], "status": "done"})
+        return rows
+
+    def write_results(self, rows: list[dict]) -> Path:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({column: _csv_value(row.get(column)) for column in RESULT_COLUMNS})
+        path = self.root / "results.csv"
+        atomic_write_text(path, buffer.getvalue())
+        return path
+
+
+def _csv_value(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value

@@ -1,0 +1,183 @@
+"""The one training loop every arm goes through.
+
+Arms differ only in which parameters require grad (LoRA factors or all weights) and in the
+learning rate set per method; data order, number of steps, batch size, prompt format and loss
+masking (loss on the answer tokens only) are identical. A comparison made with two different
+loops would be confounded (DESIGN.md, "One pipeline").
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase, get_scheduler
+
+from rankscope.config import TrainSpec
+from rankscope.data.prompts import render_prompt, training_target
+from rankscope.data.types import Example
+
+IGNORE_INDEX = -100
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the arm is recorded as failed with this message."""
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX on prompt tokens: the loss is on the answer only
+
+    @property
+    def n_target_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+@dataclass
+class TrainResult:
+    trainable_params: int
+    total_params: int
+    steps: int
+    wall_time_s: float
+    tokens_per_s: float  # non-padding tokens processed per second (prompt + answer)
+    peak_memory_mb: float
+    final_loss: float
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example, max_length: int) -> EncodedExample:
+    """Prompt and answer are tokenized separately so the label mask falls exactly on the answer.
+
+    Truncation keeps the answer: the prompt is cut from the left when too long.
+    """
+    prompt_ids = tokenizer(render_prompt(tokenizer, example.question), add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(training_target(tokenizer, example.answer), add_special_tokens=False)["input_ids"]
+    answer_ids = answer_ids[:max_length]
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(answer_ids) - max_length):]
+    return EncodedExample(
+        input_ids=prompt_ids + answer_ids,
+        labels=[IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+    )
+
+
+def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int) -> list[EncodedExample]:
+    return [encode_example(tokenizer, example, max_length) for example in examples]
+
+
+def batch_schedule(n_examples: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Example indices for every step: seeded epochs of shuffled indices, shared by every arm."""
+    if n_examples == 0:
+        raise ValueError("the training set is empty")
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < steps * batch_size:
+        epoch = list(range(n_examples))
+        rng.shuffle(epoch)
+        order.extend(epoch)
+    return [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+
+
+def collate(batch: list[EncodedExample], pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest sequence in the batch."""
+    width = max(len(item.input_ids) for item in batch)
+    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)  # [b, n]
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)  # [b, n]
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # [b, n]
+    for row, item in enumerate(batch):
+        n = len(item.input_ids)
+        input_ids[row, :n] = torch.tensor(item.input_ids)
+        labels[row, :n] = torch.tensor(item.labels)
+        attention_mask[row, :n] = 1
+    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "attention_mask": attention_mask.to(device)}
+
+
+def answer_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens: logits [b, n, V] predict labels shifted by one."""
+    shift_logits = logits[:, :-1, :].float()  # [b, n-1, V]
+    shift_labels = labels[:, 1:]  # [b, n-1]
+    return nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory on CUDA; on CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def train_model(
+    model: nn.Module,
+    encoded: list[EncodedExample],
+    spec: TrainSpec,
+    lr: float,
+    seed: int,
+    pad_token_id: int,
+    description: str = "train",
+) -> TrainResult:
+    """Train the parameters that require grad; return costs and the loss curve."""
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trainable, total = count_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters: the arm would not change the model")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=math.ceil(spec.warmup_ratio * spec.steps),
+                              num_training_steps=spec.steps)
+    schedule = batch_schedule(len(encoded), spec.steps, spec.batch_size, seed)
+    torch.manual_seed(seed)  # dropout masks
+    model.train()
+    curve: list[tuple[int, float]] = []
+    tokens = 0
+    loss_value = float("nan")
+    started = time.perf_counter()
+    progress = tqdm(schedule, desc=description, leave=False, dynamic_ncols=True, disable=None)
+    for step, indices in enumerate(progress, start=1):
+        batch = collate([encoded[i] for i in indices], pad_token_id, device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = answer_token_loss(logits, batch["labels"])
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"loss is {loss_value} at step {step}; lower the learning rate or check the data")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += int(batch["attention_mask"].sum())
+        if step == 1 or step % spec.log_every == 0 or step == spec.steps:
+            curve.append((step, round(loss_value, 6)))
+            progress.set_postfix(loss=f"{loss_value:.3f}")
+    wall = time.perf_counter() - started
+    model.eval()
+    return TrainResult(
+        trainable_params=trainable,
+        total_params=total,
+        steps=spec.steps,
+        wall_time_s=round(wall, 3),
+        tokens_per_s=round(tokens / wall, 2) if wall > 0 else 0.0,
+        peak_memory_mb=round(peak_memory_mb(device), 1),
+        final_loss=round(loss_value, 6),
+        loss_curve=curve,
+    )
