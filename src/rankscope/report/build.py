@@ -1,0 +1,154 @@
+"""Assemble and write reports: one run (report.html) or several side by side (compare.html).
+
+Output layout (single run, ``out_dir`` defaults to the run directory):
+    report.html   self-contained (figures embedded as base64 PNG, inline CSS, no script, no URL)
+    summary.md    the same tables and recommendation as markdown, linking figures/*.png
+    figures/*.png every figure as a file
+Several runs (``out_dir`` defaults to the *first* run's directory): ``compare.html``,
+``compare.md`` and ``figures/compare/*.png``. The comparison never overwrites a run's own
+report.html and writes nothing into the other runs' directories (they may be read-only copies).
+Every file is written to a temporary name and renamed into place, like the rest of the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rankscope.errors import RankscopeError
+from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_forgetting, outcome_figures
+from rankscope.report.figures_analysis import analysis_figures
+from rankscope.report.html import render_compare, render_run
+from rankscope.report.recommend import Recommendation, recommend
+from rankscope.report.store import RunStore, load_run
+from rankscope.report.summary import compare_markdown, run_markdown
+from rankscope.report.tables import Table, View, build_views, failed_table, pct, view_tables
+
+
+@dataclass
+class RunReport:
+    """Everything one run's report shows, computed once and rendered twice (HTML, markdown)."""
+
+    store: RunStore
+    views: list[View]
+    recommendations: list[Recommendation]
+    tables: list[Table]
+    figures: list[FigureResult]
+    failed: Table
+    title: str = ""
+
+
+@dataclass
+class CompareReport:
+    """Several runs side by side: their recommendations, key figures and one combined table."""
+
+    runs: list[RunReport]
+    combined: Table
+    recommendations: Table
+    notes: list[str] = field(default_factory=list)
+
+
+def build_run_report(store: RunStore, full: bool = True) -> RunReport:
+    """Tables, recommendations and figures of one run (``full=False``: only the key figures)."""
+    views = build_views(store)
+    recs = [recommend(v) for v in views]
+    tables = [t for v in views for t in view_tables(v)]
+    if full:
+        figures = outcome_figures(views) + analysis_figures(store)
+    else:
+        many = len(views) > 1
+        figures = [f(v, many) for v in views for f in (accuracy_vs_rank, gain_vs_forgetting)]
+    return RunReport(store, views, recs, tables, _unique_names(figures), failed_table(store), store.name)
+
+
+def _unique_names(figures: list[FigureResult]) -> list[FigureResult]:
+    """Two training sets whose names slug alike must not overwrite each other's figure files."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in figures:
+        seen[f.name] = seen.get(f.name, 0) + 1
+        out.append(f if seen[f.name] == 1 else dataclasses.replace(f, name=f"{f.name}-{seen[f.name]}"))
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_figures(figures: list[FigureResult], folder: Path) -> None:
+    for fig in figures:
+        if fig.png is not None:
+            _atomic_write(folder / f"{fig.name}.png", fig.png)
+
+
+def _run_labels(stores: list[RunStore]) -> list[str]:
+    """Run names, made unique with the directory name and position when they collide."""
+    names = [s.name for s in stores]
+    return [f"{i + 1}. {n}" + (f" ({s.path.name})" if names.count(n) > 1 and s.path.name != n else "")
+            for i, (s, n) in enumerate(zip(stores, names))]
+
+
+def build_compare(stores: list[RunStore]) -> CompareReport:
+    labels = _run_labels(stores)
+    runs = []
+    for i, (store, label) in enumerate(zip(stores, labels)):
+        run = build_run_report(store, full=False)
+        run.title = label
+        run.figures = [dataclasses.replace(f, name=f"run{i + 1}-{f.name}") for f in run.figures]
+        runs.append(run)
+    rows, rec_rows = [], []
+    for run in runs:
+        for view, rec in zip(run.views, run.recommendations):
+            rec_rows.append([run.title, view.train_set or "—", f"r={rec.rank}" if rec.decided else "undecided",
+                             rec.reason])
+            for g in view.groups:
+                params = [a.train.trainable_params for a in view.arms.get(g, []) if a.train and a.train.trainable_params]
+                mark = " ★" if rec.decided and rec.label == g.label else ""
+                rows.append([run.title, view.train_set or "—", g.label + mark, pct(view.mean_in(g)),
+                             pct(view.mean_gain(g), True) if g.method != "base" else "—",
+                             pct(view.mean_forgetting(g), True) if g.method != "base" else "—",
+                             f"{params[0]:,}" if params else "—"])
+    combined = Table("All runs", ["run", "trained on", "arm", "mean in-domain acc (%)", "mean gain (pp)",
+                                  "mean forgetting (pp)", "trainable params"], rows,
+                     "★ = recommended rank; mean ± stderr over the run's in-/out-of-domain sets")
+    recs = Table("Recommendations", ["run", "trained on", "recommendation", "reason"], rec_rows)
+    notes = [f"{run.title}: {n}" for run in runs for n in run.store.notes]
+    return CompareReport(runs, combined, recs, notes)
+
+
+def write_report(run_dirs: list[Path] | Path, out_dir: Path | None = None) -> Path:
+    """Write the report of one run, or a comparison of several; return the HTML file's path.
+
+    One run: ``out_dir`` (default the run directory) gets report.html, summary.md, figures/.
+    Several runs: ``out_dir`` (default the first run directory) gets compare.html, compare.md,
+    figures/compare/. See the module docstring for why the comparison is kept apart.
+    """
+    dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
+    if not dirs:
+        raise RankscopeError("write_report", "no run directory given", "pass at least one RUN_DIR")
+    stores = [load_run(d) for d in dirs]
+    out = Path(out_dir) if out_dir is not None else dirs[0]
+    if len(stores) == 1:
+        report = build_run_report(stores[0])
+        _write_figures(report.figures, out / "figures")
+        _atomic_write(out / "summary.md", run_markdown(report, "figures").encode("utf-8"))
+        target = out / "report.html"
+        _atomic_write(target, render_run(report).encode("utf-8"))
+        return target
+    compare = build_compare(stores)
+    _write_figures([f for run in compare.runs for f in run.figures], out / "figures" / "compare")
+    _atomic_write(out / "compare.md", compare_markdown(compare, "figures/compare").encode("utf-8"))
+    target = out / "compare.html"
+    _atomic_write(target, render_compare(compare).encode("utf-8"))
+    return target
