@@ -1,0 +1,260 @@
+"""The dataset registry and the one entry point, :func:`load_dataset`.
+
+Where a dataset comes from (``DatasetSpec.source``, or inferred when left empty):
+
+* ``path:`` given -> ``file``: a known benchmark name reads that benchmark's upstream schema
+  (unless ``fields:`` is given); any other name is a user file read through ``fields:`` and
+  needs ``format:`` and ``kind:``.
+* a builtin name -> ``builtin`` (generated or built from fact tables, offline).
+* a benchmark name -> ``hub`` (Hugging Face ``datasets``; ``path:`` then overrides the hub id,
+  ``org/name`` or ``org/name:config``).
+
+Seeds: builtin sets are fixed datasets, generated with :data:`GENERATION_SEED` like a published
+benchmark; the run ``seed`` only chooses which rows ``n_train``/``n_test`` sample (a seeded
+permutation, see :mod:`rankscope.data.sampling`). ``test_seed`` lets a caller keep one test sample
+for every training seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from rankscope.config import DatasetSpec, FieldMap
+from rankscope.data import benchmarks, builtin_reasoning, builtin_recall
+from rankscope.data.benchmarks import BENCHMARKS, Benchmark
+from rankscope.data.hub import load_hub_records
+from rankscope.data.rows import convert_rows
+from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
+from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
+from rankscope.data.user_files import infer_answer_type, load_user_file, row_converter
+from rankscope.errors import DatasetError
+
+#: Seed the builtin generators run with: a builtin name always means the same questions.
+GENERATION_SEED = 0
+
+Split = tuple[list[Example], list[Example]]
+
+
+@dataclass(frozen=True)
+class BuiltinSet:
+    """A builtin dataset: ``generate(n_train, n_test, seed) -> (train, test)``."""
+
+    name: str
+    kind: Kind
+    format: Format
+    answer_type: AnswerType
+    description: str
+    generate: Callable[[int, int, int], Split]
+    default_train: int = 0
+    default_test: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One row of ``rankscope datasets list``. ``size`` is None for benchmarks (depends on split)."""
+
+    name: str
+    source: Literal["builtin", "benchmark"]
+    kind: Kind
+    format: Format
+    size: int | None
+    description: str
+    answer_type: AnswerType = "text"
+    notes: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        """Plain dict for ``rankscope datasets list --json``."""
+        return asdict(self)
+
+
+def _recall(make: Callable[[int], list[Example]]) -> Callable[[int, int, int], Split]:
+    return lambda n_train, n_test, seed: ([], make(seed))
+
+
+BUILTINS: dict[str, BuiltinSet] = {b.name: b for b in (
+    BuiltinSet("arith_chain", "reasoning", "generative", "number",
+               "Two-step add/subtract word problems, results 0-99 (the demo's training task).",
+               builtin_reasoning.arith_chain, 2000, 500),
+    BuiltinSet("arith_mc", "reasoning", "mc", "text",
+               "'What is 17 + 25 - 9?' with 4 nearby numeric choices (arithmetic in another format).",
+               builtin_reasoning.arith_mc, 2000, 500),
+    BuiltinSet("unit_conv", "reasoning", "generative", "number",
+               "Unit conversions ('How many minutes are in 3 hours?'), some with a remainder step.",
+               builtin_reasoning.unit_conv, 2000, 500),
+    BuiltinSet("capitals", "recall", "mc", "text",
+               "Country capitals agreed by countryinfo and GeoNames, 4 choices.",
+               _recall(builtin_recall.capitals)),
+    BuiltinSet("capitals_gen", "recall", "generative", "text",
+               "Country capitals agreed by countryinfo and GeoNames, answered in words.",
+               _recall(builtin_recall.capitals_gen)),
+    BuiltinSet("element_symbols", "recall", "mc", "text",
+               "Chemical element symbols from mendeleev, 4 choices.",
+               _recall(builtin_recall.element_symbols)),
+    BuiltinSet("currencies", "recall", "mc", "text",
+               "Country currencies (ISO code agreed by countryinfo and GeoNames), 4 choices.",
+               _recall(builtin_recall.currencies)),
+)}
+
+
+def _known_names() -> str:
+    return f"builtin: {', '.join(BUILTINS)}; benchmarks: {', '.join(BENCHMARKS)}"
+
+
+def list_datasets() -> list[DatasetEntry]:
+    """Every named dataset: builtins (with their default size) then benchmarks."""
+    return [get_entry(name) for name in (*BUILTINS, *BENCHMARKS)]
+
+
+def get_entry(name: str) -> DatasetEntry:
+    """The registry entry for ``name`` (for ``rankscope datasets show NAME``)."""
+    if name in BUILTINS:
+        b = BUILTINS[name]
+        train, test = b.generate(b.default_train, b.default_test, GENERATION_SEED)
+        return DatasetEntry(b.name, "builtin", b.kind, b.format, len(train) + len(test), b.description,
+                            b.answer_type, f"train {len(train)}, test {len(test)}")
+    if name in BENCHMARKS:
+        m = BENCHMARKS[name]
+        notes = f"{m.notes} Hub: {m.hub_id}{':' + m.hub_config if m.hub_config else ''}, default split {m.test_split}."
+        return DatasetEntry(m.name, "benchmark", m.kind, m.format, None, m.description, m.answer_type, notes)
+    raise DatasetError(f"dataset {name!r}", "unknown dataset name", f"use one of {_known_names()}")
+
+
+def resolve_source(spec: DatasetSpec) -> Literal["builtin", "hub", "file"]:
+    """``spec.source``, checked, or inferred (path -> file, builtin name -> builtin, benchmark -> hub)."""
+    where = f"dataset {spec.name!r}"
+    source = spec.source
+    if source is None:
+        if spec.path:
+            return "file"
+        if spec.name in BUILTINS:
+            return "builtin"
+        if spec.name in BENCHMARKS:
+            return "hub"
+        raise DatasetError(f"{where}: name", "unknown dataset name",
+                           f"use one of {_known_names()}, or give path: to a file (with format: and kind:)")
+    if source == "builtin":
+        if spec.name not in BUILTINS:
+            raise DatasetError(f"{where}: name", "not a builtin dataset", f"use one of {', '.join(BUILTINS)}")
+        if spec.path:
+            raise DatasetError(f"{where}: path", "builtin datasets take no path", "remove path:, or set source: file")
+    elif source == "file" and not spec.path:
+        raise DatasetError(f"{where}: path", "source: file needs a path", "add path: to the file or folder")
+    elif source == "hub" and spec.name not in BENCHMARKS and not spec.path:
+        raise DatasetError(f"{where}: name", "not a known benchmark",
+                           f"use one of {', '.join(BENCHMARKS)}, or give path: org/name (the hub id) with fields:")
+    return source
+
+
+def _require_format_kind(spec: DatasetSpec, bench: Benchmark | None) -> tuple[Format, Kind]:
+    fmt = spec.format or (bench.format if bench else None)
+    kind = spec.kind or (bench.kind if bench else None)
+    where = f"dataset {spec.name!r}"
+    if fmt is None:
+        raise DatasetError(f"{where}: format", "a user dataset needs format:", "add format: mc or format: generative")
+    if kind is None:
+        raise DatasetError(f"{where}: kind", "a user dataset needs kind:", "add kind: reasoning or kind: recall")
+    return fmt, kind
+
+
+def _check_format(spec: DatasetSpec, fmt: Format) -> None:
+    """A named dataset has a fixed format; a different ``format:`` in the spec is a mistake."""
+    if spec.format and spec.format != fmt:
+        raise DatasetError(f"dataset {spec.name!r}: format", f"{spec.name} is {fmt}, not {spec.format}",
+                           f"remove format: or set it to {fmt}")
+
+
+def _no_split_options(spec: DatasetSpec) -> None:
+    if spec.split:
+        raise DatasetError(f"dataset {spec.name!r}: split", "split: applies to benchmarks, not to this dataset",
+                           "remove split:")
+    if spec.subjects:
+        raise DatasetError(f"dataset {spec.name!r}: subjects", "subjects: applies to mmlu and medmcqa only",
+                           "remove subjects:")
+
+
+def _load_builtin(spec: DatasetSpec) -> tuple[TaskInfo, Split]:
+    _no_split_options(spec)
+    b = BUILTINS[spec.name]
+    n_train = max(b.default_train, spec.n_train or 0) if b.default_train else 0
+    n_test = max(b.default_test, spec.n_test or 0) if b.default_test else 0
+    _check_format(spec, b.format)
+    info = TaskInfo(spec.name, spec.kind or b.kind, b.format, b.answer_type, b.description, "builtin")
+    return info, b.generate(n_train, n_test, GENERATION_SEED)
+
+
+def _load_file(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
+    path = Path(spec.path or "")
+    bench = BENCHMARKS.get(spec.name)
+    if bench is not None and spec.fields is None:
+        _check_format(spec, bench.format)
+        split = benchmarks.load_local(bench, path, spec.split, spec.subjects, spec.on_bad_row, for_training)
+        info = TaskInfo(spec.name, spec.kind or bench.kind, bench.format, bench.answer_type, bench.description, "file")
+        return info, split
+    fmt, kind = _require_format_kind(spec, bench)
+    _no_split_options(spec)
+    if path.is_dir():
+        raise DatasetError(str(path), "is a folder; a user dataset is one file",
+                           "point path: at a .jsonl/.json/.csv/.parquet file")
+    test = load_user_file(path, spec.fields, fmt, spec.name, spec.on_bad_row)
+    answer_type = bench.answer_type if bench else infer_answer_type(test, fmt)
+    return TaskInfo(spec.name, kind, fmt, answer_type, f"user file {path.name}", "file"), ([], test)
+
+
+def _load_hub(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
+    bench = BENCHMARKS.get(spec.name)
+    if bench is not None and spec.fields is None:
+        _check_format(spec, bench.format)
+        split = benchmarks.load_hub(bench, spec.path, spec.split, spec.subjects, spec.on_bad_row, for_training)
+        info = TaskInfo(spec.name, spec.kind or bench.kind, bench.format, bench.answer_type, bench.description, "hub")
+        return info, split
+    fmt, kind = _require_format_kind(spec, bench)
+    if spec.subjects:
+        raise DatasetError(f"dataset {spec.name!r}: subjects", "subjects: applies to mmlu and medmcqa only",
+                           "remove subjects:")
+    if spec.path:
+        repo, config = benchmarks.split_hub_id(spec.path)
+    else:  # resolve_source guarantees a benchmark here
+        assert bench is not None
+        repo, config = bench.hub_id, bench.hub_config
+    split = spec.split or "test"
+    records = load_hub_records(repo, config, split)
+    convert = row_converter(spec.fields or FieldMap(), fmt, spec.name)
+    test = convert_rows(records, convert, spec.on_bad_row, f"hub:{repo}[{split}]")
+    answer_type = bench.answer_type if bench else infer_answer_type(test, fmt)
+    return TaskInfo(spec.name, kind, fmt, answer_type, f"hub dataset {repo}", "hub"), ([], test)
+
+
+def load_dataset(spec: DatasetSpec, seed: int = 0, *, for_training: bool = False,
+                 test_seed: int | None = None) -> LoadedDataset:
+    """Load, split and sample one dataset.
+
+    for_training: the spec is a training set, so a train split is required. Sources with a train
+        split provide it (builtins; a benchmark folder with a train file; the hub's train split);
+        a single split is divided 80/20 by :func:`split_train_test` with the fixed
+        :data:`~rankscope.data.sampling.SPLIT_SEED`, so held-out questions do not depend on the run
+        seed. When False, only the evaluation split is read (no large hub train downloads).
+    seed: seeds the ``n_train`` sample, and the ``n_test`` sample unless ``test_seed`` is given.
+    Train examples whose question text also appears in the test split are dropped (with a warning).
+    """
+    source = resolve_source(spec)
+    if source == "builtin":
+        info, (train, test) = _load_builtin(spec)
+    elif source == "file":
+        info, (train, test) = _load_file(spec, for_training)
+    else:
+        info, (train, test) = _load_hub(spec, for_training)
+    where = f"dataset {spec.name!r}"
+    if not train and not test:
+        raise DatasetError(where, "no usable rows", "check the file and its fields: mapping")
+    if for_training and not train:
+        train, test = split_train_test(test, 0.2, SPLIT_SEED)
+    train = drop_overlap(train, test, where)
+    train = sample_examples(train, spec.n_train, seed, f"{spec.name}/train", f"{where}: n_train")
+    test = sample_examples(test, spec.n_test, seed if test_seed is None else test_seed, f"{spec.name}/test",
+                           f"{where}: n_test")
+    if for_training and not train:
+        raise DatasetError(where, "no training examples", "use a larger dataset for training")
+    return LoadedDataset(info=info, train=train, test=test)

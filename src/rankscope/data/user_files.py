@@ -1,0 +1,92 @@
+"""User data files (JSONL, JSON, CSV/TSV, parquet) mapped to Examples through ``fields:``.
+
+Field mapping (:class:`~rankscope.config.FieldMap`): ``question``, ``answer``, and optionally
+``choices``, ``aliases`` and ``id`` name columns; a name may be a dotted path into nested JSON
+(``answer.value``). For CSV, ``choices`` may also list several columns separated by commas
+(``choices: A,B,C,D``), or name one column holding a JSON list.
+
+multiple choice: ``answer`` is a 0-based index, a letter A-Z, or the text of a choice (see
+:func:`~rankscope.data.rows.resolve_gold` for how ambiguous text is read).
+generative: ``answer`` is a string, or a list whose first item is the answer and the rest are
+aliases; an ``aliases`` column adds more. A generative file whose every answer is a number is
+scored as numbers (``answer_type: number``), otherwise as SQuAD-normalized text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from rankscope.config import FieldMap
+from rankscope.data.readers import read_records
+from rankscope.data.rows import (
+    OnBadRow,
+    Record,
+    RowError,
+    aliases_value,
+    choices_value,
+    convert_rows,
+    get_field,
+    get_optional,
+    mc_example,
+    resolve_gold,
+    text_value,
+)
+from rankscope.data.types import AnswerType, Example, Format
+
+
+def _choices(row: object, key: str) -> tuple[str, ...]:
+    if "," in key:  # several columns, one choice each
+        columns = [c.strip() for c in key.split(",") if c.strip()]
+        return tuple(text_value(get_field(row, c), c) for c in columns)
+    return choices_value(get_field(row, key), key)
+
+
+def row_converter(fields: FieldMap, fmt: Format, name: str) -> Callable[[Record], Example]:
+    """A function turning one mapped row into an Example (raises RowError on bad rows)."""
+    choices_key = fields.choices or "choices"
+
+    def convert(record: Record) -> Example:
+        row = record.data
+        if not isinstance(row, dict):
+            raise RowError("row", f"expected an object with named fields, got {type(row).__name__}")
+        question = text_value(get_field(row, fields.question), fields.question)
+        raw_id = get_optional(row, fields.id)
+        uid = str(raw_id) if raw_id not in (None, "") else f"{name}-{record.index}"
+        if fmt == "mc":
+            choices = _choices(row, choices_key)
+            gold = resolve_gold(get_field(row, fields.answer), choices, fields.answer)
+            return mc_example(question, choices, gold, uid)
+        raw_answer = get_field(row, fields.answer)
+        is_list = isinstance(raw_answer, (list, tuple))
+        if is_list or (isinstance(raw_answer, str) and raw_answer.strip().startswith("[")):
+            answers = aliases_value(raw_answer, fields.answer, answer="")
+            if not answers:
+                raise RowError(fields.answer, "empty list of answers")
+            answer, extra = answers[0], answers[1:]
+        else:
+            answer, extra = text_value(raw_answer, fields.answer), ()
+        aliases = aliases_value(get_optional(row, fields.aliases), fields.aliases or "aliases", answer)
+        merged = tuple(dict.fromkeys(a for a in (*extra, *aliases) if a != answer))
+        return Example(question=question, answer=answer, aliases=merged, uid=uid)
+
+    return convert
+
+
+def infer_answer_type(examples: Iterable[Example], fmt: Format) -> AnswerType:
+    """``number`` when every generative answer is a plain number, else ``text``."""
+    examples = list(examples)
+    if fmt == "mc" or not examples:
+        return "text"
+    plain_number = re.compile(r"-?\d+(?:\.\d+)?")
+    if all(plain_number.fullmatch(e.answer.replace(",", "").strip()) for e in examples):
+        return "number"
+    return "text"
+
+
+def load_user_file(path: Path, fields: FieldMap | None, fmt: Format, name: str,
+                   on_bad_row: OnBadRow, records: list[Record] | None = None) -> list[Example]:
+    """Examples from one user file (``records`` may be given, e.g. rows fetched from the hub)."""
+    rows = read_records(path) if records is None else records
+    return convert_rows(rows, row_converter(fields or FieldMap(), fmt, name), on_bad_row, str(path))
