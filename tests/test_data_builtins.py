@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from rankscope.data.answers import extract_number
+
 from rankscope.data import builtin_reasoning, builtin_recall
 from rankscope.data.builtin_recall import capital_facts, currency_facts, element_facts, normalize_place
 from rankscope.data.types import Example
@@ -68,8 +70,13 @@ def test_arith_chain_answers_recomputed(generated):
     train, test = generated["arith_chain"]
     assert len(train) == 2000 and len(test) == 500
     for example in train + test:
-        assert example.answer == str(_solve_chain(example.question)), example.question
-        assert 0 <= int(example.answer) <= 99
+        result = _solve_chain(example.question)
+        assert extract_number(example.answer) == str(result) == example.aliases[0], example.question
+        assert 0 <= result <= 99
+        for equation in example.answer.split(". ")[:-1]:  # every worked step is true arithmetic
+            left, right = equation.rstrip(".").split(" = ")
+            x, op, y = left.split()
+            assert (int(x) + int(y) if op == "+" else int(x) - int(y)) == int(right), equation
         assert len(example.question.split()) <= 26  # short and regular: < 40 tokens
         assert example.choices is None
 

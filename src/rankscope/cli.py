@@ -142,6 +142,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rankscope.config import EvalSpec
+    from rankscope.evaluate.standalone import EvalJob, read_dataset_list, run_eval
+    from rankscope.sweep.summary import print_eval_table
+
+    job = EvalJob(model=args.model, datasets=read_dataset_list(Path(args.datasets)), limit=args.limit,
+                  seed=args.seed)
+    out = Path(args.out or "runs/eval")
+    path = run_eval(job, out, EvalSpec(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens))
+    print_eval_table(path)
+    print(f"results: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rankscope", description="How much LoRA rank is too much? "
                                      "Controlled LoRA rank sweeps vs full fine-tuning and the base model.")
@@ -174,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+")
     report.add_argument("--out", help="folder for the comparison report of several runs")
     report.set_defaults(func=cmd_report)
+
+    evaluate = sub.add_parser("eval", help="evaluate one model on a list of datasets")
+    evaluate.add_argument("--model", default="default",
+                          help="default | hub id | directory | file.gguf | RUN_DIR/arms/ARM_ID")
+    evaluate.add_argument("--datasets", required=True, help="YAML list of dataset specs")
+    evaluate.add_argument("--limit", type=int, help="seeded sample of at most N items per dataset")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--max-new-tokens", type=int, default=32)
+    evaluate.add_argument("--out", help="output folder (default runs/eval)")
+    evaluate.set_defaults(func=cmd_eval)
 
     datasets = sub.add_parser("datasets", help="list datasets or show rendered examples")
     datasets.add_argument("action", choices=["list", "show"])

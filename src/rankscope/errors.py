@@ -11,6 +11,7 @@ class RankscopeError(Exception):
     """
 
     def __init__(self, where: str, problem: str, fix: str | None = None):
+        problem = " ".join(str(problem).split())  # one line, whatever the library said
         self.where = where
         self.problem = problem
         self.fix = fix

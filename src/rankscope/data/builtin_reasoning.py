@@ -76,25 +76,43 @@ def _draw_unique(make: Callable[[random.Random], Example | None], n_train: int, 
         seen.add(example.question)
         target, split = (test, "test") if len(test) < n_test else (train, "train")
         target.append(Example(question=example.question, answer=example.answer, choices=example.choices,
-                              gold=example.gold, uid=f"{name}-{split}-{len(target)}"))
+                              gold=example.gold, aliases=example.aliases, uid=f"{name}-{split}-{len(target)}"))
     return train, test
+
+
+def worked_solution(a: int, steps: list[tuple[int, int]]) -> tuple[str, int]:
+    """``"12 + 7 = 19. 19 - 5 = 14. The answer is 14."`` for a start and (sign, amount) steps.
+
+    The target spells out every intermediate result, GSM8K style (Cobbe et al. 2021): a small
+    model learns one-operation steps far more readily than the whole chain in one token, and the
+    final number is read after "The answer is" like any other generative answer.
+    """
+    parts, value = [], a
+    for sign, amount in steps:
+        result = value + sign * amount
+        parts.append(f"{value} {'+' if sign > 0 else '-'} {amount} = {result}.")
+        value = result
+    return " ".join(parts) + f" The answer is {value}.", value
 
 
 def _chain_example(rng: random.Random) -> Example | None:
     template = rng.choice(CHAIN_TEMPLATES)
     a, b, c = rng.randint(5, 40), rng.randint(2, 20), rng.randint(2, 20)
     middle = a + template.sign_b * b
-    result = middle + template.sign_c * c
-    if middle < 0 or not 0 <= result <= 99:
+    if middle < 0:
+        return None
+    solution, result = worked_solution(a, [(template.sign_b, b), (template.sign_c, c)])
+    if not 0 <= result <= 99:
         return None
     name, pro_cap, _ = rng.choice(_PEOPLE)
     question = template.text.format(name=name, Pro=pro_cap, pro=pro_cap.lower(), item=rng.choice(_ITEMS),
                                     a=a, b=b, c=c)
-    return Example(question=question, answer=str(result))
+    return Example(question=question, answer=solution, aliases=(str(result),))
 
 
 def arith_chain(n_train: int = 2000, n_test: int = 500, seed: int = 0) -> Split:
-    """Two-step add/subtract word problems; the answer is the bare number (e.g. ``"28"``).
+    """Two-step add/subtract word problems; the target is a worked solution ending in
+    "The answer is N" (scored by the extracted number; ``aliases`` holds the bare number).
 
     Starting amounts 5-40, changes 2-20, every intermediate and final result in 0..99.
     """

@@ -246,7 +246,7 @@ def load_dataset(spec: DatasetSpec, seed: int = 0, *, for_training: bool = False
         info, (train, test) = _load_file(spec, for_training)
     else:
         info, (train, test) = _load_hub(spec, for_training)
-    where = f"dataset {spec.name!r}"
+    where = f"dataset {spec.name!r}" + (f" ({spec.path})" if spec.path else "")
     if not train and not test:
         raise DatasetError(where, "no usable rows", "check the file and its fields: mapping")
     if for_training and not train:

@@ -50,7 +50,7 @@ def evaluation_targets(config: RankscopeConfig, infos: dict[str, TaskInfo]) -> d
 def load_sweep_data(config: RankscopeConfig) -> SweepData:
     train_sets: dict[str, LoadedDataset] = {}
     for spec in config.data.train:
-        dataset = load_dataset(spec, seed=config.data.seed)
+        dataset = load_dataset(spec, seed=config.data.seed, for_training=True)
         if not dataset.train:
             raise DatasetError(f"data.train: {spec.name}", "has no training rows",
                                "use a dataset with a train split, or list it under data.eval")

@@ -1,0 +1,61 @@
+"""Inside-the-network analysis of sweep arms: weight-update spectra, representation drift, attention.
+
+- :mod:`~rankscope.analysis.spectral` — singular values of ``dW`` (LoRA from its factors), norms,
+  ranks, energy, intruder dimensions (Shuttleworth et al. 2024);
+- :mod:`~rankscope.analysis.representation` — linear CKA vs the base (Kornblith et al. 2019),
+  hidden-state effective rank (Roy & Vetterli 2007);
+- :mod:`~rankscope.analysis.attention` — per-head entropy, distance, change vs base, heatmaps;
+- :mod:`~rankscope.analysis.store` — the run directory's ``analysis/`` files (no torch);
+- :mod:`~rankscope.analysis.pipeline` — :class:`BaseReference` (once per sweep) and
+  :func:`analyze_arm` (per arm).
+
+Importing this package (or ``rankscope.analysis.store`` / ``.rows``) does not import torch: the
+torch-backed names below are loaded on first use, so the report can read the store on a laptop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rankscope.analysis.rows import ArmAnalysis, AttentionRow, RepresentationRow, SpectralRow
+
+_LAZY = {
+    "AnalysisOptions": "rankscope.analysis.pipeline",
+    "BaseReference": "rankscope.analysis.pipeline",
+    "Probes": "rankscope.analysis.pipeline",
+    "analyze_arm": "rankscope.analysis.pipeline",
+    "SpectralResult": "rankscope.analysis.spectral",
+    "weight_update_spectra": "rankscope.analysis.spectral",
+    "write_arm_analysis": "rankscope.analysis.store",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rankscope.analysis.pipeline import AnalysisOptions, BaseReference, Probes, analyze_arm
+    from rankscope.analysis.spectral import SpectralResult, weight_update_spectra
+    from rankscope.analysis.store import write_arm_analysis
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rankscope.analysis' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AnalysisOptions",
+    "ArmAnalysis",
+    "AttentionRow",
+    "BaseReference",
+    "Probes",
+    "RepresentationRow",
+    "SpectralResult",
+    "SpectralRow",
+    "analyze_arm",
+    "weight_update_spectra",
+    "write_arm_analysis",
+]

@@ -1,0 +1,252 @@
+"""Attention structure on the probe prompts: entropy, distance, and change vs the base model.
+
+Definitions (DESIGN.md, "Definitions"; the per-head statistics follow Clark, Khandelwal, Levy &
+Manning 2019, "What Does BERT Look At?", and Vig & Belinkov 2019, "Analyzing the Structure of
+Attention in a Transformer Language Model"), for attention probabilities ``p_ij`` of query ``i``
+over keys ``j`` of one head:
+
+- entropy: ``H_i = -sum_j p_ij log p_ij`` (nats, ``0 log 0 = 0``), averaged over every real query
+  position of every probe. Only real (non-padding) keys at causal positions ``j <= i`` count (the
+  row is renormalized over them; for a causal LM's own attention this changes nothing). So
+  ``0 <= H_i <= log(i + 1)``, and the first query position, which can only attend to itself,
+  always has entropy 0 and is included in the mean (as every position is).
+- distance: ``D_i = sum_j p_ij |i - j|`` (in tokens), averaged over real queries the same way.
+- entropy_change: ``entropy(arm) - entropy(base)`` per head.
+- js_divergence: Jensen-Shannon divergence (Lin 1991) between the arm's and the base's
+  attention rows, ``JS(p, q) = KL(p || m)/2 + KL(q || m)/2``, ``m = (p + q)/2``, nats, in
+  ``[0, log 2]``; averaged over real queries.
+
+Heatmaps (``analysis/attention_maps.safetensors``): per layer a float32 ``[heads, L, L]`` map, the
+mean over all probes of the attention restricted to each probe's first ``L`` real tokens, with
+``L = min(shortest probe's real length, max_len)`` (default ``max_len`` 64). Because attention is
+causal, each cropped row still holds the query's whole distribution (rows sum to 1), so the mean
+is a proper attention map.
+
+Attention weights need the eager implementation: :func:`collect_attentions` switches the model
+with transformers' ``PreTrainedModel.set_attn_implementation("eager")`` for the one forward pass
+and restores the previous implementation afterwards (:func:`eager_attention`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rankscope.analysis.representation import _hf_model, forward_probes
+from rankscope.analysis.rows import AttentionRow
+
+ATTENTION_METRICS = ("entropy", "distance", "entropy_change", "js_divergence")
+DEFAULT_MAP_MAX_LEN = 64
+
+
+# --------------------------------------------------------------------------- eager switch
+
+
+def attn_implementation(model: nn.Module) -> str | None:
+    """The attention implementation the (possibly peft-wrapped) model currently uses."""
+    config = getattr(_hf_model(model), "config", None)
+    return getattr(config, "_attn_implementation", None)
+
+
+@contextmanager
+def eager_attention(model: nn.Module) -> Iterator[None]:
+    """Run the block with eager attention, then restore the previous implementation (even on error).
+
+    Uses ``PreTrainedModel.set_attn_implementation`` (transformers >= 4.5x, 5.x) on the model
+    inside a peft wrapper.
+    """
+    hf = _hf_model(model)
+    previous = attn_implementation(hf)
+    if previous == "eager" or previous is None:
+        yield
+        return
+    hf.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        hf.set_attn_implementation(previous)
+
+
+def collect_attentions(
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, *, batch_size: int | None = None
+) -> list[Tensor]:
+    """Per layer ``[b, heads, n, n]`` float32 CPU attention probabilities on the probes.
+
+    ``input_ids``/``attention_mask`` are ``[b, n]``. Switches to eager attention only for this pass.
+    """
+    with eager_attention(model):
+        _, attn = forward_probes(
+            model, input_ids, attention_mask, hidden_states=False, attentions=True, batch_size=batch_size
+        )
+    assert attn is not None
+    return attn
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def row_entropy(p: Tensor) -> Tensor:
+    """Shannon entropy (nats) of distributions along the last dim, ``0 log 0 = 0``: ``[...]``."""
+    p = p.to(torch.float64)
+    return -torch.where(p > 0, p * torch.log(p.clamp_min(torch.finfo(torch.float64).tiny)), 0.0).sum(-1)
+
+
+def row_js_divergence(p: Tensor, q: Tensor) -> Tensor:
+    """Jensen-Shannon divergence (nats) between distributions along the last dim: ``[...]``."""
+    p, q = p.to(torch.float64), q.to(torch.float64)
+    m = 0.5 * (p + q)
+    tiny = torch.finfo(torch.float64).tiny
+
+    def kl(a: Tensor) -> Tensor:
+        return torch.where(a > 0, a * (torch.log(a.clamp_min(tiny)) - torch.log(m.clamp_min(tiny))), 0.0).sum(-1)
+
+    return (0.5 * kl(p) + 0.5 * kl(q)).clamp_min(0.0)
+
+
+def _masks(attn: Tensor, attention_mask: Tensor | None, causal: bool) -> tuple[Tensor, Tensor]:
+    """``(allowed [b, 1, n, n] keys per query, query_valid [b, n])`` as float64."""
+    b, _, n, n_k = attn.shape
+    if n != n_k:
+        raise ValueError(f"expected attention [batch, heads, n, n], got {tuple(attn.shape)}")
+    valid = (
+        torch.ones(b, n, dtype=torch.float64)
+        if attention_mask is None
+        else attention_mask.to(device="cpu", dtype=torch.float64)
+    )
+    if valid.shape != (b, n):
+        raise ValueError(f"attention_mask {tuple(valid.shape)} does not match attention {tuple(attn.shape)}")
+    allowed = valid[:, None, None, :].expand(b, 1, n, n)  # real keys
+    if causal:
+        allowed = allowed * torch.tril(torch.ones(n, n, dtype=torch.float64))
+    return allowed, valid
+
+
+def _rows(attn: Tensor, attention_mask: Tensor | None, causal: bool) -> tuple[Tensor, Tensor]:
+    """Rows restricted to allowed keys and renormalized ``[b, h, n, n]``, and query weights ``[b, n]``."""
+    allowed, valid = _masks(attn, attention_mask, causal)
+    p = attn.detach().to(device="cpu", dtype=torch.float64) * allowed
+    total = p.sum(-1, keepdim=True)
+    p = torch.where(total > 0, p / total.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    return p, valid
+
+
+def _mean_over_queries(per_query: Tensor, valid: Tensor) -> Tensor:
+    """``per_query [b, h, n]`` averaged over real queries of all probes -> ``[h]``."""
+    weights = valid[:, None, :]  # [b, 1, n]
+    count = valid.sum()
+    if count == 0:
+        return torch.zeros(per_query.shape[1], dtype=torch.float64)
+    return (per_query * weights).sum(dim=(0, 2)) / count
+
+
+def attention_entropy(attn: Tensor, attention_mask: Tensor | None = None, *, causal: bool = True) -> Tensor:
+    """Mean attention entropy per head, ``[heads]`` (nats).
+
+    Args:
+        attn: ``[b, heads, n, n]`` attention probabilities (query, key).
+        attention_mask: ``[b, n]``, 1 for real tokens; padded queries are skipped, padded keys
+            removed (rows renormalized). None: all real.
+        causal: also restrict query ``i`` to keys ``j <= i`` (a no-op on a causal LM's attention).
+    """
+    p, valid = _rows(attn, attention_mask, causal)
+    return _mean_over_queries(row_entropy(p), valid)
+
+
+def mean_attention_distance(attn: Tensor, attention_mask: Tensor | None = None, *, causal: bool = True) -> Tensor:
+    """Mean attention distance per head ``[heads]``: ``sum_j p_ij |i - j|`` averaged over real queries."""
+    p, valid = _rows(attn, attention_mask, causal)
+    n = attn.shape[-1]
+    pos = torch.arange(n, dtype=torch.float64)
+    dist = (pos[:, None] - pos[None, :]).abs()  # [n, n]
+    return _mean_over_queries((p * dist).sum(-1), valid)
+
+
+def js_divergence(
+    p_attn: Tensor, q_attn: Tensor, attention_mask: Tensor | None = None, *, causal: bool = True
+) -> Tensor:
+    """Mean Jensen-Shannon divergence per head ``[heads]`` between two ``[b, heads, n, n]`` attentions."""
+    if p_attn.shape != q_attn.shape:
+        raise ValueError(f"attention shapes differ: {tuple(p_attn.shape)} vs {tuple(q_attn.shape)}")
+    p, valid = _rows(p_attn, attention_mask, causal)
+    q, _ = _rows(q_attn, attention_mask, causal)
+    return _mean_over_queries(row_js_divergence(p, q), valid)
+
+
+def mean_attention_map(
+    attn: Tensor, attention_mask: Tensor | None = None, *, max_len: int = DEFAULT_MAP_MAX_LEN
+) -> np.ndarray:
+    """float32 ``[heads, L, L]``: mean over probes of each probe's first ``L`` real tokens' attention.
+
+    ``L = min(shortest real length, max_len)``; see the module docstring.
+    """
+    b, h, n, _ = attn.shape
+    valid = torch.ones(b, n, dtype=torch.bool) if attention_mask is None else attention_mask.to("cpu").bool()
+    positions = [torch.nonzero(valid[i]).flatten() for i in range(b)]
+    L = min([max_len] + [int(pos.numel()) for pos in positions])
+    if L == 0:
+        return np.zeros((h, 0, 0), dtype=np.float32)
+    total = torch.zeros(h, L, L, dtype=torch.float64)
+    for i, pos in enumerate(positions):
+        idx = pos[:L]
+        total += attn[i].detach().to(device="cpu", dtype=torch.float64)[:, idx][:, :, idx]
+    return (total / b).to(torch.float32).numpy()
+
+
+def attention_structure(
+    arm_id: str,
+    base_attn: Sequence[Tensor] | None,
+    arm_attn: Sequence[Tensor],
+    attention_mask: Tensor | None,
+    *,
+    map_max_len: int = DEFAULT_MAP_MAX_LEN,
+    causal: bool = True,
+) -> tuple[list[AttentionRow], dict[str, np.ndarray]]:
+    """Rows and heatmaps of one arm's attention (per layer = decoder block, per head).
+
+    Args:
+        arm_id: written into every row and key.
+        base_attn: the base model's :func:`collect_attentions` on the same probes, or None (then
+            only ``entropy`` and ``distance`` rows).
+        arm_attn: the arm's :func:`collect_attentions`; per layer ``[b, heads, n, n]``.
+        attention_mask: the probes' ``[b, n]`` mask.
+
+    Returns:
+        ``(rows, maps)``: rows with metrics ``entropy``, ``distance``, ``entropy_change``,
+        ``js_divergence``; ``maps["<arm_id>/<layer>"]`` float32 ``[heads, L, L]``.
+    """
+    if base_attn is not None and len(base_attn) != len(arm_attn):
+        raise ValueError(f"base has {len(base_attn)} attention layers but arm {arm_id!r} has {len(arm_attn)}")
+    rows: list[AttentionRow] = []
+    maps: dict[str, np.ndarray] = {}
+    n = arm_attn[0].shape[-1] if len(arm_attn) else 0
+    pos = torch.arange(n, dtype=torch.float64)
+    dist = (pos[:, None] - pos[None, :]).abs()  # [n, n]
+    for layer, attn in enumerate(arm_attn):
+        p, valid = _rows(attn, attention_mask, causal)  # [b, h, n, n], [b, n]; normalized once
+        entropy = _mean_over_queries(row_entropy(p), valid)  # [h]
+        per_metric: dict[str, Tensor] = {
+            "entropy": entropy,
+            "distance": _mean_over_queries((p * dist).sum(-1), valid),
+        }
+        if base_attn is not None:
+            base = base_attn[layer]
+            if base.shape != attn.shape:
+                raise ValueError(f"layer {layer}: base attention {tuple(base.shape)} vs arm {tuple(attn.shape)}")
+            q, _ = _rows(base, attention_mask, causal)
+            per_metric["entropy_change"] = entropy - _mean_over_queries(row_entropy(q), valid)
+            per_metric["js_divergence"] = _mean_over_queries(row_js_divergence(p, q), valid)
+        for metric, values in per_metric.items():
+            for head, value in enumerate(values.tolist()):
+                rows.append(AttentionRow(arm_id, layer, head, metric, float(value)))
+        maps[f"{arm_id}/{layer}"] = mean_attention_map(attn, attention_mask, max_len=map_max_len)
+    return rows, maps
+
+
+def max_entropy(n: int) -> float:
+    """``log n``: the entropy of uniform attention over ``n`` keys (the upper bound)."""
+    return math.log(n)

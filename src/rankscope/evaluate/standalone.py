@@ -1,0 +1,90 @@
+"""``rankscope eval``: score one model (default, hub id, directory, GGUF file, or a run's arm) on a
+list of datasets and write the same tidy results.csv a sweep writes (one arm, method ``base`` or
+the arm's own)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from rankscope.config import DatasetSpec, EvalSpec, ModelSpec
+from rankscope.data.registry import load_dataset
+from rankscope.errors import ConfigError, ModelLoadError
+from rankscope.evaluate.suite import evaluate_model
+from rankscope.models.load import LoadedModel, load_base_model
+from rankscope.sweep.atomic import atomic_write_json
+from rankscope.sweep.store import EvalTarget, RunStore
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    model: str
+    datasets: list[DatasetSpec]
+    limit: int | None
+    seed: int = 0
+
+
+def read_dataset_list(path: Path) -> list[DatasetSpec]:
+    """A YAML list of dataset specs, or a mapping with a ``datasets:`` list."""
+    if not path.is_file():
+        raise ConfigError(str(path), "datasets file not found", "check the path")
+    raw = yaml.safe_load(path.read_text())
+    if isinstance(raw, dict):
+        raw = raw.get("datasets")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(str(path), "expected a non-empty list of datasets", "write e.g. - {name: capitals}")
+    try:
+        specs = TypeAdapter(list[DatasetSpec]).validate_python(raw)
+    except ValidationError as error:
+        details = error.errors()[0]
+        key = ".".join(str(p) for p in details["loc"])
+        raise ConfigError(f"{path}: [{key}]", details["msg"]) from None
+    base_dir = path.resolve().parent
+    return [s if s.path is None or Path(s.path).is_absolute()
+            else s.model_copy(update={"path": str((base_dir / s.path).resolve())}) for s in specs]
+
+
+def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
+    """``RUN_DIR/arms/<arm_id>`` loads the sweep's base model with that arm's adapter or weights."""
+    arm_dir = Path(model)
+    if (arm_dir / "arm.json").is_file():
+        run_dir = arm_dir.parent.parent
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        loaded = load_base_model(ModelSpec.model_validate(config["model"]))
+        if (arm_dir / "adapter").is_dir():
+            from peft import PeftModel
+
+            loaded.model = PeftModel.from_pretrained(loaded.model, arm_dir / "adapter").eval()
+        elif (arm_dir / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            missing, _ = loaded.model.load_state_dict(load_file(arm_dir / "model.safetensors"), strict=False)
+            if any("lm_head" not in key for key in missing):
+                raise ModelLoadError(str(arm_dir), "stored weights do not match the base model", "check the run")
+        return loaded, json.loads((arm_dir / "arm.json").read_text())["arm_id"]
+    return load_base_model(ModelSpec(id=model)), "model"
+
+
+def run_eval(job: EvalJob, out: Path, eval_spec: EvalSpec) -> Path:
+    datasets = {}
+    for spec in job.datasets:
+        if job.limit is not None:
+            spec = spec.model_copy(update={"n_test": min(job.limit, spec.n_test or job.limit)})
+        datasets[spec.name] = load_dataset(spec, seed=job.seed)
+    loaded, arm_id = load_model_for_eval(job.model)
+    evaluation = evaluate_model(loaded.model, loaded.tokenizer, datasets, eval_spec)
+    store = RunStore(out)
+    from rankscope.sweep.plan import ArmPlan
+
+    arm = ArmPlan(arm_id=arm_id.replace("/", "_"), method="base")
+    store.arm_dir(arm.arm_id).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(store.arm_dir(arm.arm_id) / "eval.json", evaluation)
+    store.finish_arm(arm, fingerprint="eval")
+    targets = {"eval": [EvalTarget(dataset=name, kind=d.info.kind, format=d.info.format,
+                                   domain=spec.domain or "out")
+                        for (name, d), spec in zip(datasets.items(), job.datasets)]}
+    return store.write_results(store.result_rows([arm], targets))

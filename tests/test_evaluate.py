@@ -1,0 +1,58 @@
+"""Scoring identities on the tiny model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rankscope.data.prompts import continuation, render_prompt
+from rankscope.data.types import Example
+from rankscope.evaluate.generative import score_generative
+from rankscope.evaluate.metrics import mean_with_stderr
+from rankscope.evaluate.multiple_choice import score_multiple_choice
+
+MC = [Example(question=f"Which is {w}?", answer=c[g], choices=c, gold=g, uid=str(i))
+      for i, (w, c, g) in enumerate([
+          ("the capital of France", ("Paris", "Tom", "apples"), 0),
+          ("a number", ("pens", "12", "box added", "the"), 1),
+          ("a name", ("7", "Leo", "coins"), 1),
+          ("more", ("left", "gives away", "found lost now"), 2),
+      ])]
+
+
+def test_mc_accuracy_is_margin_positive(tiny):
+    scores = score_multiple_choice(tiny.model, tiny.tokenizer, MC, batch_size=3)
+    for correct, margin in zip(scores.correct, scores.margins):
+        assert correct == (margin > 0)
+
+
+def test_mc_logprob_matches_a_direct_forward(tiny):
+    """The batched, length-sorted scorer equals one unpadded forward per choice."""
+    scores = score_multiple_choice(tiny.model, tiny.tokenizer, MC, batch_size=5)
+    tok = tiny.tokenizer
+    for example, logprobs in zip(MC, scores.choice_logprobs):
+        prompt = tok(render_prompt(tok, example.question), add_special_tokens=False)["input_ids"]
+        for choice, batched in zip(example.choices, logprobs):
+            cont = tok(continuation(tok, choice), add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([prompt + cont])
+            with torch.no_grad():
+                lp = torch.log_softmax(tiny.model(input_ids=ids).logits.float(), -1)[0]
+            direct = sum(float(lp[len(prompt) + k - 1, t]) for k, t in enumerate(cont))
+            assert batched == pytest.approx(direct, abs=1e-4)
+
+
+def test_generation_is_batch_invariant(tiny):
+    examples = [Example(question=q, answer="12") for q in ("Mia has 12 apples.", "What is 7?", "Tom has more pens")]
+    one = score_generative(tiny.model, tiny.tokenizer, examples, "number", batch_size=1, max_new_tokens=5)
+    many = score_generative(tiny.model, tiny.tokenizer, examples, "number", batch_size=3, max_new_tokens=5)
+    assert one.predictions == many.predictions
+
+
+def test_stderr_identity():
+    metric = mean_with_stderr([1.0, 0.0, 1.0, 1.0])
+    p, n = 0.75, 4
+    assert metric.value == p and metric.n == n
+    assert metric.stderr == pytest.approx(math.sqrt(p * (1 - p) / (n - 1)))
+    assert mean_with_stderr([0.5]).stderr == 0.0

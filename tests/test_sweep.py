@@ -1,0 +1,104 @@
+"""The sweep on a tiny local model: store layout, resume, failure isolation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+
+from rankscope.config import config_from_dict
+from rankscope.sweep.plan import plan_arms
+from rankscope.sweep.runner import run_sweep
+from rankscope.sweep.store import RunStore
+from rankscope.errors import RankscopeError
+
+
+def tiny_config(model_dir, **train):
+    return config_from_dict({
+        "name": "tiny",
+        "model": {"id": str(model_dir)},
+        "data": {"train": [{"name": "arith_chain", "n_train": 24, "n_test": 6}],
+                 "eval": [{"name": "arith_mc", "n_test": 6}, {"name": "capitals", "n_test": 6}]},
+        "arms": {"sft": True, "lora": {"ranks": [1, 4]}, "seeds": [0]},
+        "train": {"steps": 3, "batch_size": 4, "max_length": 64, **train},
+        "eval": {"batch_size": 8, "max_new_tokens": 4},
+        "analysis": {"enabled": True, "probe_size": 3, "probe_max_length": 32},
+    })
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_arm_ids_are_stable_and_distinct(tiny_model_dir):
+    config = tiny_config(tiny_model_dir)
+    first, second = plan_arms(config), plan_arms(tiny_config(tiny_model_dir))
+    assert [a.arm_id for a in first] == [a.arm_id for a in second]
+    assert len({a.arm_id for a in first}) == len(first) == 4
+    changed = plan_arms(tiny_config(tiny_model_dir, steps=4))
+    assert {a.arm_id for a in changed if a.method != "base"}.isdisjoint({a.arm_id for a in first})
+
+
+def test_sweep_writes_the_store_and_resumes(tiny_model_dir, tmp_path):
+    from peft import PeftConfig
+
+    config = tiny_config(tiny_model_dir)
+    run_dir = tmp_path / "run"
+    outcome = run_sweep(config, run_dir, announce=lambda *_: None)
+    assert not outcome.failed and len(outcome.ran) == 4
+    rows = read_rows(run_dir / "results.csv")
+    assert {r["method"] for r in rows} == {"base", "sft", "lora"}
+    assert {r["domain"] for r in rows} == {"in", "out"}
+    assert {r["kind"] for r in rows} == {"reasoning", "recall"}
+    assert {r["metric"] for r in rows if r["format"] == "mc"} == {"accuracy", "margin"}
+    for arm in outcome.arms:
+        folder = run_dir / "arms" / arm.arm_id
+        assert json.loads((folder / "arm.json").read_text())["status"] == "done"
+        if arm.method == "lora":
+            assert PeftConfig.from_pretrained(folder / "adapter").r == arm.rank
+            assert (folder / "adapter" / "adapter_model.safetensors").is_file()
+        if arm.method == "sft":
+            assert (folder / "model.safetensors").is_file()
+    # accuracy rows are consistent with their n
+    for r in rows:
+        if r["metric"] == "accuracy":
+            assert float(r["value"]) * int(r["n"]) == pytest.approx(round(float(r["value"]) * int(r["n"])), abs=1e-3)
+
+    mtimes = {p: os.stat(p).st_mtime_ns for p in (run_dir / "arms").rglob("*") if p.is_file()}
+    again = run_sweep(config, run_dir, announce=lambda *_: None)
+    assert again.ran == [] and len(again.skipped) == 4
+    assert read_rows(run_dir / "results.csv") == rows
+    assert {p: os.stat(p).st_mtime_ns for p in (run_dir / "arms").rglob("*") if p.is_file()} == mtimes
+
+
+def test_interrupted_arm_is_redone(tiny_model_dir, tmp_path):
+    config = tiny_config(tiny_model_dir)
+    run_dir = tmp_path / "run"
+    first = run_sweep(config, run_dir, announce=lambda *_: None)
+    before = read_rows(run_dir / "results.csv")
+    victim = next(a for a in first.arms if a.method == "lora")
+    (run_dir / "arms" / victim.arm_id / "arm.json").unlink()  # as if killed before finishing
+    again = run_sweep(config, run_dir, announce=lambda *_: None)
+    assert again.ran == [victim.arm_id]
+    assert read_rows(run_dir / "results.csv") == before  # deterministic on CPU: the same table
+
+
+def test_diverging_arm_fails_alone(tiny_model_dir, tmp_path):
+    config = tiny_config(tiny_model_dir, lr={"lora": 1e30, "sft": 1e-4}, steps=4)
+    outcome = run_sweep(config, tmp_path / "run", announce=lambda *_: None)
+    lora = [a.arm_id for a in outcome.arms if a.method == "lora"]
+    assert set(outcome.failed) == set(lora)
+    assert all("loss is" in reason or "nan" in reason.lower() for reason in outcome.failed.values())
+    rows = read_rows(tmp_path / "run" / "results.csv")
+    assert {r["arm_id"] for r in rows if r["metric"] == "failed"} == set(lora)
+    assert any(r["method"] == "sft" and r["metric"] == "accuracy" for r in rows)
+
+
+def test_arm_dir_cannot_escape(tmp_path):
+    store = RunStore(tmp_path)
+    for bad in ("../x", "..", "a/b", ".hidden"):
+        with pytest.raises(RankscopeError):
+            store.arm_dir(bad)
