@@ -170,9 +170,20 @@ class EvalSpec(Spec):
 
 
 class AnalysisSpec(Spec):
+    """Inside-the-network analysis after each arm (rankscope.analysis): spectra, CKA, attention.
+
+    intruders: Shuttleworth et al. (2024) intruder dimensions, the top ``intruder_k`` singular
+    vectors of the fine-tuned weight whose best |cosine| with the base's is below the threshold.
+    spectral_threads: torch threads for the SVD-heavy step (1 is fastest on small shared CPUs).
+    """
+
     enabled: bool = True
     probe_size: int = Field(default=16, gt=0)
     probe_max_length: int = Field(default=64, ge=8)
+    intruders: bool = True
+    intruder_k: int = Field(default=10, gt=0)
+    intruder_threshold: float = Field(default=0.5, gt=0, lt=1)
+    spectral_threads: int | None = Field(default=1, gt=0)
 
 
 class SweepSpec(Spec):

@@ -71,7 +71,10 @@ class ArmRunner:
             return None
         if self._reference is None:
             self._probes = build_probes(self.context)
-            self._reference = BaseReference.compute(self.context.base.model, self._probes)
+            spec = self.context.config.analysis
+            self._reference = BaseReference.compute(self.context.base.model, self._probes,
+                                                    intruders=spec.intruders,
+                                                    spectral_threads=spec.spectral_threads)
         return self._reference
 
     def _analyze(self, arm: ArmPlan, model: torch.nn.Module) -> ArmAnalysis | None:

@@ -1,0 +1,54 @@
+"""CLI commands other than the sweep: datasets, eval, report errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from rankscope.cli import main
+
+
+def test_datasets_list_json_has_builtins(capsys):
+    assert main(["datasets", "list", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    builtin = [e for e in entries if e["source"] == "builtin"]
+    assert sum(e["kind"] == "reasoning" for e in builtin) >= 3
+    assert sum(e["kind"] == "recall" for e in builtin) >= 3
+    assert {"gsm8k", "mmlu", "medmcqa", "arc_easy", "triviaqa"} <= {e["name"] for e in entries}
+
+
+def test_datasets_show_renders_questions(capsys):
+    assert main(["datasets", "show", "capitals", "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Q: ") == 2 and "*" in out
+
+
+def test_unknown_dataset_is_exit_2(capsys):
+    assert main(["datasets", "show", "no_such_set"]) == 2
+    assert "no_such_set" in capsys.readouterr().err
+
+
+def test_eval_writes_tidy_results(tiny_model_dir, tmp_path, capsys):
+    sets = tmp_path / "sets.yaml"
+    sets.write_text("- {name: capitals}\n- {name: arith_chain}\n")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(tiny_model_dir), "--datasets", str(sets), "--limit", "5",
+                 "--max-new-tokens", "4", "--out", str(out)]) == 0
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["dataset"], r["metric"]) for r in rows} == {("capitals", "accuracy"), ("capitals", "margin"),
+                                                           ("arith_chain", "accuracy")}
+    assert all(r["n"] == "5" for r in rows)
+
+
+def test_eval_bad_model_is_exit_2(tmp_path, capsys):
+    sets = tmp_path / "sets.yaml"
+    sets.write_text("- {name: capitals}\n")
+    assert main(["eval", "--model", str(tmp_path / "missing"), "--datasets", str(sets), "--limit", "2",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "model.id" in capsys.readouterr().err
+
+
+def test_report_on_a_folder_without_results_is_exit_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.csv" in capsys.readouterr().err
