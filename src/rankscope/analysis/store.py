@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save
 
+from rankscope.atomic import atomic_write_bytes
 from rankscope.analysis.rows import (
     ATTENTION_COLUMNS,
     REPRESENTATION_COLUMNS,
@@ -57,25 +57,6 @@ def analysis_dir(run_dir: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------- atomic writes
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _format(value: object) -> str:

@@ -16,7 +16,7 @@ from rankscope.data.registry import load_dataset
 from rankscope.errors import ConfigError, ModelLoadError
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.load import LoadedModel, load_base_model
-from rankscope.sweep.atomic import atomic_write_json
+from rankscope.atomic import atomic_write_json
 from rankscope.sweep.store import EvalTarget, RunStore
 
 

@@ -13,12 +13,12 @@ Every file is written to a temporary name and renamed into place, like the rest 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rankscope.atomic import atomic_write_bytes
 from rankscope.errors import RankscopeError
+from rankscope.report.analysis_table import analysis_summary_table
 from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_forgetting, outcome_figures
 from rankscope.report.figures_analysis import analysis_figures
 from rankscope.report.html import render_compare, render_run
@@ -56,6 +56,9 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     views = build_views(store)
     recs = [recommend(v) for v in views]
     tables = [t for v in views for t in view_tables(v)]
+    inside = analysis_summary_table(store)
+    if inside is not None:
+        tables.append(inside)
     if full:
         figures = outcome_figures(views) + analysis_figures(store)
     else:
@@ -74,22 +77,10 @@ def _unique_names(figures: list[FigureResult]) -> list[FigureResult]:
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_figures(figures: list[FigureResult], folder: Path) -> None:
     for fig in figures:
         if fig.png is not None:
-            _atomic_write(folder / f"{fig.name}.png", fig.png)
+            atomic_write_bytes(folder / f"{fig.name}.png", fig.png)
 
 
 def _run_labels(stores: list[RunStore]) -> list[str]:
@@ -142,13 +133,13 @@ def write_report(run_dirs: list[Path] | Path, out_dir: Path | None = None) -> Pa
     if len(stores) == 1:
         report = build_run_report(stores[0])
         _write_figures(report.figures, out / "figures")
-        _atomic_write(out / "summary.md", run_markdown(report, "figures").encode("utf-8"))
+        atomic_write_bytes(out / "summary.md", run_markdown(report, "figures").encode("utf-8"))
         target = out / "report.html"
-        _atomic_write(target, render_run(report).encode("utf-8"))
+        atomic_write_bytes(target, render_run(report).encode("utf-8"))
         return target
     compare = build_compare(stores)
     _write_figures([f for run in compare.runs for f in run.figures], out / "figures" / "compare")
-    _atomic_write(out / "compare.md", compare_markdown(compare, "figures/compare").encode("utf-8"))
+    atomic_write_bytes(out / "compare.md", compare_markdown(compare, "figures/compare").encode("utf-8"))
     target = out / "compare.html"
-    _atomic_write(target, render_compare(compare).encode("utf-8"))
+    atomic_write_bytes(target, render_compare(compare).encode("utf-8"))
     return target

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rankscope.errors import RankscopeError
-from rankscope.sweep.atomic import atomic_write_json, atomic_write_text
+from rankscope.atomic import atomic_write_json, atomic_write_text
 from rankscope.sweep.plan import ArmPlan
 
 RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "seed", "train_set", "dataset", "kind", "domain",

@@ -1,0 +1,1 @@
+"""Scoring: multiple choice by log-likelihood, generative by extraction and exact match."""
