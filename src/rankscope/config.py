@@ -187,8 +187,15 @@ class AnalysisSpec(Spec):
 
 
 class SweepSpec(Spec):
+    """Where arms run. ``ray``: one task per arm; ``address`` joins a cluster (none: a local Ray).
+    gpus_per_arm ``auto`` asks one GPU per arm when the cluster has GPUs and none otherwise;
+    ``sft_gpus`` lets full fine-tuning ask for more."""
+
     executor: Literal["local", "ray"] = "local"
     address: str | None = None
+    gpus_per_arm: float | Literal["auto"] = "auto"
+    sft_gpus: float | None = Field(default=None, ge=0)
+    cpus_per_arm: float = Field(default=1.0, gt=0)
     save_weights: bool = True  # sft arms: full weights as safetensors (adapters are always saved)
 
 

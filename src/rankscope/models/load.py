@@ -90,7 +90,7 @@ def _gguf_cache_dir(gguf_path: Path, root: Path) -> Path:
     return root / "gguf" / f"{gguf_path.stem}-{key}"
 
 
-def _resolve_source(spec: ModelSpec) -> tuple[str, str | None, str]:
+def resolve_model_source(spec: ModelSpec) -> tuple[str, str | None, str]:
     """Return (path_or_id, gguf_file, display_name)."""
     if spec.id == "default":
         path = default_model_file()
@@ -151,7 +151,7 @@ def _write_cache(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tar
 
 def load_base_model(spec: ModelSpec) -> LoadedModel:
     """Load tokenizer and model in eval mode on the chosen device and dtype."""
-    source, gguf_file, name = _resolve_source(spec)
+    source, gguf_file, name = resolve_model_source(spec)
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
     try:

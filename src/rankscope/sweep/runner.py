@@ -9,21 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from rankscope.analysis.store import remove_arm_analysis, write_arm_analysis
+from rankscope.atomic import atomic_write_bytes
 from rankscope.config import RankscopeConfig, dump_config
-from rankscope.errors import RankscopeError
-from rankscope.sweep.arm import ArmRunner
 from rankscope.data.types import TaskInfo
+from rankscope.errors import RankscopeError
+from rankscope.models.load import resolve_model_source
+from rankscope.sweep.executors import ArmResult, make_executor
 from rankscope.sweep.context import SweepContext, evaluation_targets, load_sweep_data
 from rankscope.sweep.plan import ArmPlan, evaluation_fingerprint, plan_arms
 from rankscope.sweep.store import RunStore
-from rankscope.train.loop import TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +37,23 @@ class SweepOutcome:
     wall_time_s: float
 
 
-def describe_failure(error: BaseException) -> str:
-    """One line a user can act on."""
-    if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower():
-        return "out of memory; lower train.batch_size or train.max_length, or use a smaller rank"
-    if isinstance(error, (RankscopeError, TrainingDiverged)):
-        return str(error)
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first}"[:500]
+def record_arm(store: RunStore, run_dir: Path, result: ArmResult, fingerprint: str) -> None:
+    """The driver's write of a finished arm; ``arm.json`` last, so a crash leaves it unfinished."""
+    arm, output = result.arm, result.output
+    if result.files:  # from a remote worker
+        folder = store.start_arm(arm)
+        for relative, content in result.files.items():
+            target = (folder / relative).resolve()
+            if not target.is_relative_to(folder):
+                raise RankscopeError(f"arm {arm.arm_id}", f"worker file {relative!r} escapes the arm folder")
+            atomic_write_bytes(target, content)
+    if output.training is not None:
+        store.write_json(arm.arm_id, "train.json", output.training)
+    store.write_json(arm.arm_id, "eval.json", output.evaluation)
+    remove_arm_analysis(run_dir, arm.arm_id)
+    if output.analysis is not None:
+        write_arm_analysis(run_dir, output.analysis)
+    store.finish_arm(arm, fingerprint)
 
 
 def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOutcome:
@@ -60,34 +67,25 @@ def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOu
     if skipped:
         announce(f"resuming: {len(skipped)} finished arm(s) kept, {len(pending)} to run")
     context = SweepContext(config)
-    runner = ArmRunner(context)
     failed: dict[str, str] = {}
     ran: list[str] = []
     if pending:
-        # Data or model problems stop the sweep before any arm starts: they would fail every arm.
+        # Data and model problems stop the sweep before any arm starts: they would fail every arm.
         _ = context.data
-        _ = context.base
-    for position, arm in enumerate(pending, start=1):
-        announce(f"[{position}/{len(pending)}] {arm.arm_id}")
-        arm_dir = store.start_arm(arm)
-        remove_arm_analysis(run_dir, arm.arm_id)
-        try:
-            output = runner.run(arm, arm_dir)
-        except KeyboardInterrupt:
-            raise
-        except Exception as error:  # the arm fails, the sweep goes on
-            reason = describe_failure(error)
-            log.debug("arm %s failed:\n%s", arm.arm_id, traceback.format_exc())
-            announce(f"  arm {arm.arm_id} failed: {reason}")
-            failed[arm.arm_id] = reason
-            store.finish_arm(arm, fingerprint, status="failed", error=reason)
+        if config.sweep.executor == "local":
+            _ = context.base
+        else:
+            resolve_model_source(config.model)
+    executor = make_executor(config, context, store)
+    for position, result in enumerate(executor.run(pending), start=1):
+        arm = result.arm
+        if result.error is not None:
+            announce(f"[{position}/{len(pending)}] {arm.arm_id} failed: {result.error}")
+            failed[arm.arm_id] = result.error
+            store.finish_arm(arm, fingerprint, status="failed", error=result.error)
             continue
-        if output.training is not None:
-            store.write_json(arm.arm_id, "train.json", output.training)
-        store.write_json(arm.arm_id, "eval.json", output.evaluation)
-        if output.analysis is not None:
-            write_arm_analysis(run_dir, output.analysis)
-        store.finish_arm(arm, fingerprint)
+        record_arm(store, run_dir, result, fingerprint)
+        announce(f"[{position}/{len(pending)}] {arm.arm_id} done")
         ran.append(arm.arm_id)
     rows = store.result_rows(arms, context.data.targets if pending else _targets_from_store(store, config, arms))
     results_csv = store.write_results(rows)
