@@ -99,3 +99,17 @@ def test_rslora_scaling():
     assert config.arms.lora.scaling_for(16) == pytest.approx(16 / 4)
     config = config_from_dict({**MINIMAL, "arms": {"lora": {"alpha": "2r"}}})
     assert config.arms.lora.scaling_for(8) == pytest.approx(2.0)
+
+
+def test_shipped_example_sweep_validates_and_its_user_file_loads(capsys):
+    from pathlib import Path
+
+    from rankscope.data.registry import load_dataset
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "my-sweep.yaml"
+    assert main(["validate", str(example)]) == 0
+    config = load_config(example)
+    facts = next(spec for spec in config.data.eval if spec.name == "my_facts")
+    rows = load_dataset(facts).test
+    assert [r.answer for r in rows] == ["Mars", "Pacific Ocean", "eight"]  # index, letter and text answers
+    assert config.arms.lora.scaling_for(16) == 16 / 4  # rsLoRA: alpha / sqrt(r)

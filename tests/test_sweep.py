@@ -102,3 +102,20 @@ def test_arm_dir_cannot_escape(tmp_path):
     for bad in ("../x", "..", "a/b", ".hidden"):
         with pytest.raises(RankscopeError):
             store.arm_dir(bad)
+
+
+def test_several_training_sets_give_the_train_by_eval_matrix(tiny_model_dir, tmp_path):
+    raw = tiny_config(tiny_model_dir).model_dump(mode="json")
+    raw["data"]["train"].append({"name": "unit_conv", "n_train": 24, "n_test": 6})
+    raw["arms"] = {"sft": False, "lora": {"ranks": [2]}, "seeds": [0]}
+    raw["analysis"]["enabled"] = False
+    outcome = run_sweep(config_from_dict(raw), tmp_path / "run", announce=lambda *_: None)
+    assert not outcome.failed
+    rows = [r for r in read_rows(tmp_path / "run" / "results.csv") if r["metric"] == "accuracy"]
+    trained = {(r["train_set"], r["method"]) for r in rows}
+    assert trained == {("arith_chain", "base"), ("arith_chain", "lora"), ("unit_conv", "base"), ("unit_conv", "lora")}
+    domain = {(r["train_set"], r["dataset"]): r["domain"] for r in rows}
+    assert domain[("arith_chain", "arith_chain")] == "in" and domain[("arith_chain", "unit_conv")] == "out"
+    assert domain[("unit_conv", "unit_conv")] == "in" and domain[("unit_conv", "arith_chain")] == "out"
+    base = {(r["train_set"], r["dataset"]): r["value"] for r in rows if r["method"] == "base"}
+    assert base[("arith_chain", "capitals")] == base[("unit_conv", "capitals")]  # the base arm ran once

@@ -117,10 +117,31 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh peak for this arm: CUDA's allocator counter, or Linux's VmHWM (writing 5 to
+    /proc/self/clear_refs resets the resident-set high-water mark)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass  # not Linux: the process-wide peak is reported instead
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak accelerator memory on CUDA; on CPU the process's peak resident set size."""
+    """Peak accelerator memory on CUDA; on CPU the peak resident set size since the last reset
+    (VmHWM on Linux, else the process's lifetime peak from getrusage)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
@@ -136,8 +157,7 @@ def train_model(
 ) -> TrainResult:
     """Train the parameters that require grad; return costs and the loss curve."""
     device = next(model.parameters()).device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     trainable, total = count_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
