@@ -47,6 +47,10 @@ def _run(config_path: Path, out: Path, overrides: list[str], executor: str | Non
     if address:
         overrides = [*overrides, f"sweep.address={address}"]
     config = _load(config_path, overrides)
+    if config.tracking.mlflow:  # experiment tracking: fail before the sweep, not hours after it
+        from rankscope.tracking import require_mlflow
+
+        require_mlflow()
     out.mkdir(parents=True, exist_ok=True)
     print(f"rankscope: sweep {config.name!r} -> {out}")
     outcome = run_sweep(config, out)
@@ -58,10 +62,34 @@ def _run(config_path: Path, out: Path, overrides: list[str], executor: str | Non
         print(f"report: {path}")
     print(f"results: {outcome.results_csv}  ({len(outcome.ran)} arm(s) run, {len(outcome.skipped)} reused, "
           f"{outcome.wall_time_s:.1f} s)")
+    tracking_failed = False
+    if config.tracking.mlflow:  # experiment tracking (rankscope.tracking)
+        from rankscope.errors import RankscopeError
+
+        try:
+            _track(out, config.tracking.uri, config.tracking.experiment)
+        except RankscopeError as error:
+            print(f"rankscope: error: {error}; the run directory is complete, retry with "
+                  f"`rankscope track {out}`", file=sys.stderr)
+            tracking_failed = True
     if outcome.failed:
         print(f"{len(outcome.failed)} arm(s) failed: " + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
         return 1
+    return 2 if tracking_failed else 0
+
+
+# --- experiment tracking (rankscope.tracking) ------------------------------------------------
+def _track(run_dir: Path, uri: str | None, experiment: str | None) -> None:
+    from rankscope.tracking import default_tracking_uri, log_run_to_mlflow
+
+    ids = log_run_to_mlflow(run_dir, uri, experiment)
+    print(f"mlflow: sweep run {ids[0]} with {len(ids) - 1} arm run(s) in {uri or default_tracking_uri(run_dir)}")
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    _track(Path(args.run_dir), args.uri, args.experiment)
     return 0
+# --- end experiment tracking -----------------------------------------------------------------
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -124,21 +152,45 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if not args.name:
         from rankscope.errors import ConfigError
 
-        raise ConfigError("datasets show", "no dataset name given", "run `rankscope datasets show NAME`")
-    spec = DatasetSpec(name=args.name, path=args.path, format=args.format, kind=args.kind,
-                       n_test=args.n, n_train=args.n)
+        raise ConfigError(f"datasets {args.action}", "no dataset name given",
+                          f"run `rankscope datasets {args.action} NAME`")
+    name, path = args.name, args.path
+    if name.startswith("lmeval:"):  # an lm-eval task: the task goes in path:, the name stays a plain key
+        from rankscope.data.lm_eval_bridge import lmeval_dataset_name
+
+        name, path = lmeval_dataset_name(name), name
+    if args.action == "export":
+        return _export_dataset(args, DatasetSpec(name=name, path=path, format=args.format, kind=args.kind,
+                                                 n_test=args.n))
+    n = 3 if args.n is None else args.n
+    spec = DatasetSpec(name=name, path=path, format=args.format, kind=args.kind, n_test=n, n_train=n)
     dataset = load_dataset(spec, seed=0)
     info = dataset.info
     print(f"{info.name}: {info.kind}, {info.format}, answer type {info.answer_type}, "
           f"{len(dataset.train)} train / {len(dataset.test)} test rows")
     for split, rows in (("train", dataset.train), ("test", dataset.test)):
-        for example in rows[: args.n]:
+        for example in rows[:n]:
             print(f"--- {split} {example.uid}")
             print(f"Q: {example.question}")
             if example.choices:
                 for j, choice in enumerate(example.choices):
                     print(f"   {'*' if j == example.gold else ' '} {choice}")
             print(f"A: {example.answer}" + (f"  (also: {', '.join(example.aliases)})" if example.aliases else ""))
+    return 0
+
+
+def _export_dataset(args: argparse.Namespace, spec) -> int:
+    """``datasets export NAME --to lm-eval --out DIR``: the test split as an lm-eval task folder."""
+    from rankscope.data.lm_eval_bridge import export_lm_eval_task
+    from rankscope.data.registry import load_dataset
+    from rankscope.errors import ConfigError
+
+    if not args.out:
+        raise ConfigError("datasets export", "no output folder given", "add --out DIR")
+    dataset = load_dataset(spec, seed=0)
+    exported = export_lm_eval_task(dataset, Path(args.out))
+    print(f"{exported.task}: {exported.rows} rows -> {exported.yaml_path} + {exported.jsonl_path.name}")
+    print(f"run: lm_eval --model hf --model_args pretrained=MODEL --include_path {args.out} --tasks {exported.task}")
     return 0
 
 
@@ -189,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="folder for the comparison report of several runs")
     report.set_defaults(func=cmd_report)
 
+    track = sub.add_parser("track", help="log a run directory to MLflow (pip install 'rankscope[mlflow]')")
+    track.add_argument("run_dir")
+    track.add_argument("--uri", help="MLflow tracking URI (default sqlite:///RUN_DIR/mlflow.db)")
+    track.add_argument("--experiment", help="MLflow experiment (default: the sweep's name)")
+    track.set_defaults(func=cmd_track)
+
     evaluate = sub.add_parser("eval", help="evaluate one model on a list of datasets")
     evaluate.add_argument("--model", default="default",
                           help="default | hub id | directory | file.gguf | RUN_DIR/arms/ARM_ID")
@@ -200,21 +258,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="output folder (default runs/eval)")
     evaluate.set_defaults(func=cmd_eval)
 
-    datasets = sub.add_parser("datasets", help="list datasets or show rendered examples")
-    datasets.add_argument("action", choices=["list", "show"])
+    datasets = sub.add_parser("datasets", help="list datasets, show rendered examples, or export one")
+    datasets.add_argument("action", choices=["list", "show", "export"])
     datasets.add_argument("name", nargs="?")
     datasets.add_argument("--json", action="store_true", help="list as JSON")
     datasets.add_argument("--path", help="local file or folder in the upstream schema")
     datasets.add_argument("--format", choices=["mc", "generative"], help="for user files")
     datasets.add_argument("--kind", choices=["reasoning", "recall"], help="for user files")
-    datasets.add_argument("-n", type=int, default=3, help="examples to show")
+    datasets.add_argument("-n", type=int, help="examples to show (default 3); export: seeded sample of N test rows")
+    datasets.add_argument("--to", choices=["lm-eval"], default="lm-eval", help="export format")
+    datasets.add_argument("--out", help="export: output folder for NAME.yaml and NAME.jsonl")
     datasets.set_defaults(func=cmd_datasets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may follow options (`run c.yaml --out d train.steps=3`): argparse stops
+    # collecting positionals at the first option, so gather the rest here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_libraries()
     if args.verbose:
         logging.getLogger().setLevel(logging.DEBUG)

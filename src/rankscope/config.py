@@ -199,6 +199,19 @@ class SweepSpec(Spec):
     save_weights: bool = True  # sft arms: full weights as safetensors (adapters are always saved)
 
 
+# --- experiment tracking (rankscope.tracking; optional extra rankscope[mlflow]) ---------------
+class TrackingSpec(Spec):
+    """Log the finished run directory to MLflow after the sweep (same as ``rankscope track RUN_DIR``).
+
+    uri: MLflow tracking URI (None: ``sqlite:///<run_dir>/mlflow.db``); experiment: None = ``name``.
+    """
+
+    mlflow: bool = False
+    uri: str | None = None
+    experiment: str | None = None
+# --- end experiment tracking -----------------------------------------------------------------
+
+
 class RankscopeConfig(Spec):
     """The whole sweep."""
 
@@ -210,6 +223,7 @@ class RankscopeConfig(Spec):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)  # experiment tracking (rankscope.tracking)
 
     @model_validator(mode="after")
     def _unique_dataset_names(self) -> "RankscopeConfig":
@@ -324,7 +338,7 @@ def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
     """Make dataset paths absolute relative to the config file, so a run directory is self-contained."""
 
     def fix(spec: DatasetSpec) -> DatasetSpec:
-        if spec.path is None or Path(spec.path).is_absolute():
+        if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:"):
             return spec
         return spec.model_copy(update={"path": str((base_dir / spec.path).resolve())})
 

@@ -8,6 +8,9 @@ Where a dataset comes from (``DatasetSpec.source``, or inferred when left empty)
 * a builtin name -> ``builtin`` (generated or built from fact tables, offline).
 * a benchmark name -> ``hub`` (Hugging Face ``datasets``; ``path:`` then overrides the hub id,
   ``org/name`` or ``org/name:config``).
+* ``path: lmeval:<task>`` (source empty or ``hub``) -> an lm-evaluation-harness task or group,
+  built by lm-eval's TaskManager (optional extra ``rankscope[lmeval]``), see
+  :mod:`rankscope.data.lm_eval_bridge`. The name stays a plain key (e.g. ``arc_easy_lm``).
 
 Seeds: builtin sets are fixed datasets, generated with :data:`GENERATION_SEED` like a published
 benchmark; the run ``seed`` only chooses which rows ``n_train``/``n_test`` sample (a seeded
@@ -26,6 +29,7 @@ from rankscope.config import DatasetSpec, FieldMap
 from rankscope.data import benchmarks, builtin_reasoning, builtin_recall
 from rankscope.data.benchmarks import BENCHMARKS, Benchmark
 from rankscope.data.hub import load_hub_records
+from rankscope.data.lm_eval_bridge import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
 from rankscope.data.rows import convert_rows
 from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
 from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
@@ -126,6 +130,11 @@ def resolve_source(spec: DatasetSpec) -> Literal["builtin", "hub", "file"]:
     """``spec.source``, checked, or inferred (path -> file, builtin name -> builtin, benchmark -> hub)."""
     where = f"dataset {spec.name!r}"
     source = spec.source
+    if lmeval_task_of(spec.path) is not None:
+        if source not in (None, "hub"):
+            raise DatasetError(f"{where}: source", f"path: {LMEVAL_PREFIX}<task> is an lm-eval task, "
+                               f"not a {source} set", "remove source: or set source: hub")
+        return "hub"
     if source is None:
         if spec.path:
             return "file"
@@ -203,6 +212,18 @@ def _load_file(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
     return TaskInfo(spec.name, kind, fmt, answer_type, f"user file {path.name}", "file"), ([], test)
 
 
+def _load_lmeval(spec: DatasetSpec, task: str, for_training: bool) -> tuple[TaskInfo, Split]:
+    where = f"dataset {spec.name!r}"
+    if spec.fields is not None:
+        raise DatasetError(f"{where}: fields", "an lm-eval task maps its own fields", "remove fields:")
+    if spec.subjects:
+        raise DatasetError(f"{where}: subjects", "subjects: applies to mmlu and medmcqa only",
+                           f"name the subtask instead, e.g. path: {LMEVAL_PREFIX}mmlu_anatomy")
+    bench = BENCHMARKS.get(task)
+    return load_lmeval_task(task, name=spec.name, kind=spec.kind, fmt=spec.format, split=spec.split,
+                            for_training=for_training, kind_default=bench.kind if bench else None)
+
+
 def _load_hub(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
     bench = BENCHMARKS.get(spec.name)
     if bench is not None and spec.fields is None:
@@ -240,7 +261,10 @@ def load_dataset(spec: DatasetSpec, seed: int = 0, *, for_training: bool = False
     Train examples whose question text also appears in the test split are dropped (with a warning).
     """
     source = resolve_source(spec)
-    if source == "builtin":
+    task = lmeval_task_of(spec.path)
+    if task is not None:
+        info, (train, test) = _load_lmeval(spec, task, for_training)
+    elif source == "builtin":
         info, (train, test) = _load_builtin(spec)
     elif source == "file":
         info, (train, test) = _load_file(spec, for_training)

@@ -44,7 +44,7 @@ def read_dataset_list(path: Path) -> list[DatasetSpec]:
         key = ".".join(str(p) for p in details["loc"])
         raise ConfigError(f"{path}: [{key}]", details["msg"]) from None
     base_dir = path.resolve().parent
-    return [s if s.path is None or Path(s.path).is_absolute()
+    return [s if s.path is None or Path(s.path).is_absolute() or s.path.startswith("lmeval:")
             else s.model_copy(update={"path": str((base_dir / s.path).resolve())}) for s in specs]
 
 
