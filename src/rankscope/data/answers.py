@@ -100,7 +100,9 @@ def is_correct(prediction_text: str, example: Example, answer_type: AnswerType) 
 
     number: :func:`extract_number` of the prediction equals the number of any accepted answer.
     text: SQuAD-normalized exact match of the prediction's short answer (first line, without an
-    "Answer:" prefix) against any accepted answer (``example.answer`` and its aliases). For a
+    "Answer:" prefix) against any accepted answer (``example.answer`` and its aliases), or the
+    accepted answer appearing as whole words in the first sentence of that line (a chat model's
+    "The capital of Afghanistan is Kabul."; a later sentence or line does not count). For a
     multiple-choice example pass the chosen choice's text; it matches iff it is the gold choice.
     """
     if answer_type == "number":
@@ -115,4 +117,20 @@ def is_correct(prediction_text: str, example: Example, answer_type: AnswerType) 
     if example.choices is not None and example.gold is not None:
         return normalize_text(prediction_text) == normalize_text(example.choices[example.gold])
     predicted = normalize_text(_short_answer(prediction_text))
-    return any(predicted == normalize_text(accepted) for accepted in example.accepted_answers())
+    sentence = f" {normalize_text(_first_sentence(prediction_text))} "
+    for accepted in example.accepted_answers():
+        target = normalize_text(accepted)
+        if not target:
+            continue
+        # Exact match, or the whole accepted answer stated in the first sentence: chat models
+        # answer "The capital of Afghanistan is Kabul." where a base model says "Kabul".
+        if predicted == target or f" {target} " in sentence:
+            return True
+    return False
+
+
+def _first_sentence(prediction: str) -> str:
+    """The first line of the answer, cut at the first sentence end (". " / "? " / "! ")."""
+    line = _short_answer(prediction)
+    match = re.search(r"[.!?](\s|$)", line)
+    return line[: match.start()] if match else line

@@ -11,6 +11,8 @@ Two directions:
   :func:`rankscope.data.answers.extract_number` (number answers, compared with a ``target`` column
   holding the answer's final number, since an answer may be a worked solution) or rankscope's
   short-answer rule (text answers, against ``answer``, or the ``targets`` list when aliases exist).
+  The exported text task keeps lm-eval's strict exact match; rankscope's own scorer also accepts
+  the answer stated in the first sentence, so it can only score a chat model higher.
   Writing needs only PyYAML; lm-eval is not imported.
 * **Import** (:func:`load_lmeval_task`): a dataset spec whose ``path`` is ``lmeval:<task>`` is
   built through lm-eval's ``TaskManager`` and each doc becomes an :class:`Example` through the

@@ -80,7 +80,7 @@ def _recall(make: Callable[[int], list[Example]]) -> Callable[[int, int, int], S
 
 BUILTINS: dict[str, BuiltinSet] = {b.name: b for b in (
     BuiltinSet("arith_chain", "reasoning", "generative", "number",
-               "Two-step add/subtract word problems, results 0-99 (the demo's training task).",
+               "Two-step add/subtract word problems, results 0-99, target a worked solution (the demo's training task).",
                builtin_reasoning.arith_chain, 2000, 500),
     BuiltinSet("arith_mc", "reasoning", "mc", "text",
                "'What is 17 + 25 - 9?' with 4 nearby numeric choices (arithmetic in another format).",
