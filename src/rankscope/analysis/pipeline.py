@@ -36,6 +36,16 @@ from rankscope.analysis.spectral import (
 )
 
 
+def probe_states(model: nn.Module, probes: "Probes", batch_size: int | None) -> tuple[list[Tensor], list[Tensor]]:
+    """Hidden states (per layer ``[n_tokens, hidden]``) and attentions (per layer
+    ``[b, heads, n, n]``) on the probes, through the eager attention path that returns weights."""
+    with eager_attention(model):
+        hidden, attn = forward_probes(model, probes.input_ids, probes.attention_mask,
+                                      hidden_states=True, attentions=True, batch_size=batch_size)
+    assert hidden is not None and attn is not None
+    return hidden, attn
+
+
 @dataclass(frozen=True)
 class Probes:
     """Tokenized probe prompts: ``input_ids [b, n]`` (long), ``attention_mask [b, n]`` (1 = real)."""
@@ -154,16 +164,8 @@ class BaseReference:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         disable = getattr(base_model, "disable_adapter", None)
-        context = disable() if callable(disable) else nullcontext()
-        with context, eager_attention(base_model):
-            hidden, attn = forward_probes(
-                base_model,
-                probes.input_ids,
-                probes.attention_mask,
-                hidden_states=True,
-                attentions=True,
-                batch_size=batch_size,
-            )
+        with disable() if callable(disable) else nullcontext():
+            hidden, attn = probe_states(base_model, probes, batch_size)
         timings["forward_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         weights = snapshot_block_weights(base_model)
@@ -233,16 +235,7 @@ def analyze_arm(
     result.timings["spectral_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    with eager_attention(model):
-        hidden, attn = forward_probes(
-            model,
-            probes.input_ids,
-            probes.attention_mask,
-            hidden_states=True,
-            attentions=True,
-            batch_size=options.batch_size,
-        )
-    assert hidden is not None and attn is not None
+    hidden, attn = probe_states(model, probes, options.batch_size)
     result.timings["forward_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
