@@ -7,7 +7,7 @@ for the in-process executor, writes the heavy weight files into the arm's folder
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,7 +31,6 @@ class ArmOutput:
     evaluation: dict
     training: dict | None = None
     analysis: ArmAnalysis | None = None
-    files: list[str] = field(default_factory=list)
 
 
 def build_probes(context: SweepContext) -> dict[str, torch.Tensor]:
@@ -121,7 +120,7 @@ class ArmRunner:
             model.save_pretrained(arm_dir / "adapter", safe_serialization=True)
         finally:
             self.context.replace_base_model(remove_lora(model))
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, files=["adapter"])
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
 
     def _run_sft(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
         base = self.context.base
@@ -131,7 +130,6 @@ class ArmRunner:
             training = self._train(arm, model)
             evaluation = evaluate_model(model, base.tokenizer, self._datasets_for(arm), self.context.config.eval)
             analysis = self._analyze(arm, model)
-            files = []
             if self.context.config.sweep.save_weights:
                 # Tied weights (embeddings = output head) are stored once.
                 state = {}
@@ -142,7 +140,6 @@ class ArmRunner:
                     seen.add(tensor.data_ptr())
                     state[name] = tensor.detach().to("cpu").contiguous()
                 save_file(state, str(arm_dir / "model.safetensors"), metadata={"format": "pt"})
-                files.append("model.safetensors")
         finally:
             del model
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, files=files)
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)

@@ -50,7 +50,6 @@ def record_arm(store: RunStore, run_dir: Path, result: ArmResult, fingerprint: s
     if output.training is not None:
         store.write_json(arm.arm_id, "train.json", output.training)
     store.write_json(arm.arm_id, "eval.json", output.evaluation)
-    remove_arm_analysis(run_dir, arm.arm_id)
     if output.analysis is not None:
         write_arm_analysis(run_dir, output.analysis)
     store.finish_arm(arm, fingerprint)
@@ -79,6 +78,7 @@ def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOu
     executor = make_executor(config, context, store)
     for position, result in enumerate(executor.run(pending), start=1):
         arm = result.arm
+        remove_arm_analysis(run_dir, arm.arm_id)  # rows of an earlier attempt, whatever this one gives
         if result.error is not None:
             announce(f"[{position}/{len(pending)}] {arm.arm_id} failed: {result.error}")
             failed[arm.arm_id] = result.error
