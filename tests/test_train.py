@@ -34,7 +34,7 @@ def test_schedule_is_seeded_and_covers_epochs():
 
 
 def _initial_loss(model, encoded, pad):
-    from rankscope.train.loop import answer_token_loss, collate
+    from rankscope.train.loss import answer_token_loss, collate
 
     batch = collate(encoded[:16], pad, torch.device("cpu"))
     with torch.no_grad():

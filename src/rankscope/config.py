@@ -162,6 +162,10 @@ class TrainSpec(Spec):
     weight_decay: float = Field(default=0.0, ge=0.0)
     grad_clip: float = Field(default=1.0, gt=0)
     log_every: int = Field(default=5, gt=0)
+    # Run each batch's common prefix (the chat template's system turn) once and compute the
+    # output head only where an answer token is predicted; the loss is unchanged (checked on the
+    # first batch, with a fallback to padded batches). false = always padded batches.
+    shared_prefix: bool = True
 
 
 class EvalSpec(Spec):

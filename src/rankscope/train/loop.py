@@ -23,22 +23,10 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 from rankscope.config import TrainSpec
 from rankscope.data.prompts import render_prompt, training_target
 from rankscope.data.types import Example
-
-IGNORE_INDEX = -100
-
+from rankscope.train.loss import IGNORE_INDEX, AnswerLoss, EncodedExample, micro_batches, pick_answer_loss
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the arm is recorded as failed with this message."""
-
-
-@dataclass(frozen=True)
-class EncodedExample:
-    input_ids: list[int]
-    labels: list[int]  # IGNORE_INDEX on prompt tokens: the loss is on the answer only
-
-    @property
-    def n_target_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
 @dataclass
@@ -88,27 +76,25 @@ def batch_schedule(n_examples: int, steps: int, batch_size: int, seed: int) -> l
     return [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
 
 
-def collate(batch: list[EncodedExample], pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest sequence in the batch."""
-    width = max(len(item.input_ids) for item in batch)
-    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)  # [b, n]
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)  # [b, n]
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # [b, n]
-    for row, item in enumerate(batch):
-        n = len(item.input_ids)
-        input_ids[row, :n] = torch.tensor(item.input_ids)
-        labels[row, :n] = torch.tensor(item.labels)
-        attention_mask[row, :n] = 1
-    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "attention_mask": attention_mask.to(device)}
+def accumulate_batch_gradient(model: nn.Module, batch: list[EncodedExample], pad_token_id: int,
+                              answer_loss: AnswerLoss) -> float:
+    """Backpropagate the batch's mean answer-token loss, one length-grouped micro-batch at a time.
 
-
-def answer_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over answer tokens: logits [b, n, V] predict labels shifted by one."""
-    shift_logits = logits[:, :-1, :].float()  # [b, n-1, V]
-    shift_labels = labels[:, 1:]  # [b, n-1]
-    return nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX
-    )
+    Each micro-batch's mean is weighted by its share of the batch's answer tokens, so the summed
+    loss and gradient equal the whole batch's; returns that loss.
+    """
+    total = sum(item.n_predicted for item in batch)
+    if total == 0:
+        return float("nan")
+    loss_value = 0.0
+    for micro in micro_batches(batch):
+        share = sum(item.n_predicted for item in micro) / total
+        if share == 0:
+            continue
+        loss = answer_loss(model, micro, pad_token_id) * share
+        loss.backward()
+        loss_value += loss.item()
+    return loss_value
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -162,30 +148,30 @@ def train_model(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: the arm would not change the model")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
+    # The fused kernel (one pass over all parameters) is what transformers' Trainer defaults to as well.
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay, fused=device.type in ("cpu", "cuda"))
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=math.ceil(spec.warmup_ratio * spec.steps),
                               num_training_steps=spec.steps)
     schedule = batch_schedule(len(encoded), spec.steps, spec.batch_size, seed)
-    torch.manual_seed(seed)  # dropout masks
-    model.train()
     curve: list[tuple[int, float]] = []
     tokens = 0
     loss_value = float("nan")
     started = time.perf_counter()
+    model.eval()  # the check compares two forwards, so dropout must be off
+    answer_loss = pick_answer_loss(model, [encoded[i] for i in schedule[0]], pad_token_id, spec.shared_prefix)
+    torch.manual_seed(seed)  # dropout masks
+    model.train()
     progress = tqdm(schedule, desc=description, leave=False, dynamic_ncols=True, disable=None)
     for step, indices in enumerate(progress, start=1):
-        batch = collate([encoded[i] for i in indices], pad_token_id, device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = answer_token_loss(logits, batch["labels"])
-        loss_value = loss.item()
+        batch = [encoded[i] for i in indices]
+        loss_value = accumulate_batch_gradient(model, batch, pad_token_id, answer_loss)
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"loss is {loss_value} at step {step}; lower the learning rate or check the data")
-        loss.backward()
         torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        tokens += int(batch["attention_mask"].sum())
+        tokens += sum(len(item.input_ids) for item in batch)
         if step == 1 or step % spec.log_every == 0 or step == spec.steps:
             curve.append((step, round(loss_value, 6)))
             progress.set_postfix(loss=f"{loss_value:.3f}")
