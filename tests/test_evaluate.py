@@ -56,3 +56,30 @@ def test_stderr_identity():
     assert metric.value == p and metric.n == n
     assert metric.stderr == pytest.approx(math.sqrt(p * (1 - p) / (n - 1)))
     assert mean_with_stderr([0.5]).stderr == 0.0
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 16])
+def test_shared_prompt_scoring_equals_one_sequence_per_choice(tiny, batch_size):
+    """Prompts of different lengths in one forward, run once each: same log-probs as the plain scorer."""
+    from rankscope.evaluate.multiple_choice import _plain_logprobs, _shared_prompt_logprobs, encode_questions
+
+    questions = encode_questions(tiny.tokenizer, MC)
+    pad = tiny.tokenizer.pad_token_id
+    with torch.no_grad():
+        fast = _shared_prompt_logprobs(tiny.model, questions, batch_size, pad, "fast")
+        plain = _plain_logprobs(tiny.model, questions, batch_size, pad, "plain")
+    for fast_row, plain_row in zip(fast, plain):
+        assert fast_row == pytest.approx(plain_row, abs=1e-4)
+
+
+def test_question_chunks_bound_the_logits():
+    from rankscope.evaluate.multiple_choice import LOGIT_ROWS_PER_FORWARD, EncodedQuestion, _question_chunks
+
+    questions = [EncodedQuestion(prompt=[1, 2, 3], choices=[[4] * (1 + i % 50)] * 4) for i in range(300)]
+    chunks = _question_chunks(questions, list(range(300)), batch_size=64)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(300))
+    for chunk in chunks:
+        assert len(chunk) <= 64
+        rows = sum(len(questions[i].choices) for i in chunk)
+        width = max(len(c) for i in chunk for c in questions[i].choices)
+        assert len(chunk) == 1 or rows * width <= LOGIT_ROWS_PER_FORWARD

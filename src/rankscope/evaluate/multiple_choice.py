@@ -4,6 +4,12 @@ Each choice is scored as the continuation of the rendered prompt; the prediction
 with the highest summed token log-probability (lm-evaluation-harness's ``acc``). We also keep the
 margin of the gold choice over the best other choice: knowledge drift shows in the margin long
 before accuracy moves.
+
+The prompt is shared by all choices of a question, so it runs once per question and every choice
+continues from its cache (rankscope.models.shared_prefix); the output head runs only where a
+choice token is predicted. lm-evaluation-harness runs the prompt once per choice and the head at
+every position; ``bench/eval_mc.py`` compares the two on the same items. The plain computation
+(``_plain_logprobs``) stays as the reference the fast one is checked against once per model.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rankscope.data.prompts import continuation, render_prompt
 from rankscope.data.types import Example
+from rankscope.models.shared_prefix import forward_after_prefix, verified_for_model
+
+LOGIT_ROWS_PER_FORWARD = 1024  # choice positions per forward: bounds the [rows, k, vocab] logits
 
 
 @dataclass(frozen=True)
@@ -25,17 +34,120 @@ class ChoiceScores:
     choice_logprobs: list[list[float]]
 
 
-def _pairs(tokenizer: PreTrainedTokenizerBase, examples: list[Example]) -> list[tuple[int, int, list[int], int]]:
-    """(example index, choice index, token ids of prompt + choice, number of choice tokens)."""
-    pairs = []
+@dataclass(frozen=True)
+class EncodedQuestion:
+    prompt: list[int]  # token ids of the rendered prompt
+    choices: list[list[int]]  # token ids of each choice as it continues the prompt
+
+
+def encode_questions(tokenizer: PreTrainedTokenizerBase, examples: list[Example]) -> list[EncodedQuestion]:
+    encoded = []
     for i, example in enumerate(examples):
         if not example.choices or example.gold is None:
             raise ValueError(f"example {example.uid or i} has no choices/gold; it cannot be scored as multiple choice")
-        prompt_ids = tokenizer(render_prompt(tokenizer, example.question), add_special_tokens=False)["input_ids"]
-        for j, choice in enumerate(example.choices):
-            choice_ids = tokenizer(continuation(tokenizer, choice), add_special_tokens=False)["input_ids"]
-            pairs.append((i, j, prompt_ids + choice_ids, len(choice_ids)))
-    return pairs
+        prompt = tokenizer(render_prompt(tokenizer, example.question), add_special_tokens=False)["input_ids"]
+        choices = [tokenizer(continuation(tokenizer, choice), add_special_tokens=False)["input_ids"]
+                   for choice in example.choices]
+        encoded.append(EncodedQuestion(prompt=prompt, choices=choices))
+    return encoded
+
+
+def _plain_logprobs(model: PreTrainedModel, questions: list[EncodedQuestion], batch_size: int, pad_id: int,
+                    description: str) -> list[list[float]]:
+    """One right-padded sequence per (question, choice), logits at every position."""
+    device = next(model.parameters()).device
+    pairs = [(i, j, q.prompt + c, len(c)) for i, q in enumerate(questions) for j, c in enumerate(q.choices)]
+    logprobs = [[0.0] * len(q.choices) for q in questions]
+    order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][2]))  # similar lengths pad less
+    for start in tqdm(range(0, len(order), batch_size), desc=description, leave=False, disable=None):
+        chunk = [pairs[k] for k in order[start:start + batch_size]]
+        width = max(len(ids) for _, _, ids, _ in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)  # [b, n]
+        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)  # [b, n]
+        for row, (_, _, ids, _) in enumerate(chunk):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            attention_mask[row, :len(ids)] = 1
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False).logits
+        log_probs = torch.log_softmax(logits.float(), dim=-1)  # [b, n, V]
+        for row, (i, j, ids, n_choice) in enumerate(chunk):
+            end = len(ids)
+            targets = torch.tensor(ids[end - n_choice:end], device=log_probs.device)  # [c]
+            # token t is predicted by position t-1
+            token_lp = log_probs[row, end - n_choice - 1:end - 1].gather(-1, targets[:, None]).squeeze(-1)
+            logprobs[i][j] = float(token_lp.sum())
+    return logprobs
+
+
+def _question_chunks(questions: list[EncodedQuestion], order: list[int], batch_size: int) -> list[list[int]]:
+    """Up to ``batch_size`` questions per forward, fewer when their choices would make the logits too large."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    rows = width = 0
+    for i in order:
+        q_rows, q_width = len(questions[i].choices), max(len(c) for c in questions[i].choices)
+        if current and (len(current) == batch_size
+                        or (rows + q_rows) * max(width, q_width) > LOGIT_ROWS_PER_FORWARD):
+            chunks.append(current)
+            current, rows, width = [], 0, 0
+        current.append(i)
+        rows, width = rows + q_rows, max(width, q_width)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _shared_prompt_logprobs(model: PreTrainedModel, questions: list[EncodedQuestion], batch_size: int,
+                            pad_id: int, description: str) -> list[list[float]]:
+    """Each prompt once (without its last token), then every choice as ``[last prompt token] + choice``.
+
+    Starting the continuation at the prompt's last token puts every logit the score needs (the
+    one predicting the choice's first token included) in the continuation's forward.
+    """
+    logprobs = [[0.0] * len(q.choices) for q in questions]
+    order = sorted(range(len(questions)), key=lambda i: len(questions[i].prompt))  # similar prompts pad less
+    for chunk in tqdm(_question_chunks(questions, order, batch_size), desc=description, leave=False, disable=None):
+        rows = [(slot, i, j) for slot, i in enumerate(chunk) for j in range(len(questions[i].choices))]
+        continuations = [[questions[i].prompt[-1]] + questions[i].choices[j] for _, i, j in rows]
+        width = max(len(c) for c in continuations)
+        logits = forward_after_prefix(
+            model,
+            prefixes=[questions[i].prompt[:-1] for i in chunk],
+            prefix_of_row=[slot for slot, _, _ in rows],
+            continuations=continuations,
+            keep=torch.arange(width - 1),
+            pad_token_id=pad_id,
+        )  # [rows, width - 1, V]; position t predicts continuation token t + 1
+        targets = torch.full((len(rows), width - 1), -100, dtype=torch.long)  # [rows, width - 1]
+        for row, tokens in enumerate(continuations):
+            targets[row, :len(tokens) - 1] = torch.tensor(tokens[1:])
+        token_lp = -torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), targets.to(logits.device), ignore_index=-100, reduction="none"
+        )  # [rows, width - 1]; 0 where ignored
+        sums = token_lp.sum(dim=1).tolist()
+        for row, (_, i, j) in enumerate(rows):
+            logprobs[i][j] = sums[row]
+    return logprobs
+
+
+@torch.no_grad()
+def choice_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
+                    batch_size: int = 16, description: str = "mc", shared_prompt: bool = True) -> list[list[float]]:
+    """Summed log-probability of every choice of every example (batch_size: questions per forward)."""
+    questions = encode_questions(tokenizer, examples)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    usable = [q for q in questions if len(q.prompt) >= 2]
+
+    def agrees() -> bool:
+        sample = usable[:2]
+        fast = _shared_prompt_logprobs(model, sample, batch_size, pad_id, "check")
+        plain = _plain_logprobs(model, sample, batch_size, pad_id, "check")
+        return all(abs(a - b) <= 1e-3 * max(1.0, abs(b))
+                   for fast_row, plain_row in zip(fast, plain) for a, b in zip(fast_row, plain_row))
+
+    if (shared_prompt and len(usable) == len(questions)
+            and verified_for_model(model, "multiple-choice scoring", agrees)):
+        return _shared_prompt_logprobs(model, questions, batch_size, pad_id, description)
+    return _plain_logprobs(model, questions, batch_size * 4, pad_id, description)
 
 
 @torch.no_grad()
@@ -46,27 +158,7 @@ def score_multiple_choice(
     batch_size: int = 16,
     description: str = "mc",
 ) -> ChoiceScores:
-    device = next(model.parameters()).device
-    pairs = _pairs(tokenizer, examples)
-    logprobs: list[list[float]] = [[0.0] * len(e.choices or ()) for e in examples]
-    order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][2]))  # similar lengths pad less
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for start in tqdm(range(0, len(order), batch_size), desc=description, leave=False, disable=None):
-        chunk = [pairs[k] for k in order[start:start + batch_size]]
-        width = max(len(ids) for _, _, ids, _ in chunk)
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)  # [b, n]
-        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)  # [b, n]
-        for row, (_, _, ids, _) in enumerate(chunk):
-            input_ids[row, :len(ids)] = torch.tensor(ids)
-            attention_mask[row, :len(ids)] = 1
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-        log_probs = torch.log_softmax(logits.float(), dim=-1)  # [b, n, V]
-        for row, (i, j, ids, n_choice) in enumerate(chunk):
-            end = len(ids)
-            targets = torch.tensor(ids[end - n_choice:end], device=log_probs.device)  # [c]
-            # token t is predicted by position t-1
-            token_lp = log_probs[row, end - n_choice - 1:end - 1].gather(-1, targets[:, None]).squeeze(-1)
-            logprobs[i][j] = float(token_lp.sum())
+    logprobs = choice_logprobs(model, tokenizer, examples, batch_size, description)
     correct, margins = [], []
     for example, scores in zip(examples, logprobs):
         gold = example.gold
