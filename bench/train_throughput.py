@@ -185,7 +185,7 @@ def main() -> None:
             remove_lora(probe)
 
             def make_reference():
-                from peft import LoraConfig, get_peft_model
+                from peft import get_peft_model
 
                 # the same adapter settings and initialisation as rankscope's apply_lora
                 own = apply_lora(base, lora, args.rank, seed=0)

@@ -119,3 +119,41 @@ def test_several_training_sets_give_the_train_by_eval_matrix(tiny_model_dir, tmp
     assert domain[("unit_conv", "unit_conv")] == "in" and domain[("unit_conv", "arith_chain")] == "out"
     base = {(r["train_set"], r["dataset"]): r["value"] for r in rows if r["method"] == "base"}
     assert base[("arith_chain", "capitals")] == base[("unit_conv", "capitals")]  # the base arm ran once
+
+
+def test_shared_work_is_done_once_per_sweep(tiny_model_dir, tmp_path, monkeypatch):
+    """Datasets, tokenized training rows, the base model and the base evaluation: once, not per arm.
+    LoRA arms wrap the one base model in memory (no second copy of its weights)."""
+    import rankscope.sweep.arm as arm_module
+    import rankscope.sweep.context as context_module
+
+    calls = {"load_dataset": 0, "encode_examples": 0, "load_base_model": 0, "evaluate_model": 0}
+    base_storage: set[int] = set()
+    lora_storage: list[set[int]] = []
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    for name in ("load_dataset", "encode_examples", "load_base_model"):
+        monkeypatch.setattr(context_module, name, counting(name, getattr(context_module, name)))
+    monkeypatch.setattr(arm_module, "evaluate_model", counting("evaluate_model", arm_module.evaluate_model))
+    real_apply = arm_module.apply_lora
+
+    def apply_and_record(base, *args, **kwargs):
+        base_storage.update(p.data_ptr() for p in base.parameters())
+        model = real_apply(base, *args, **kwargs)
+        lora_storage.append({p.data_ptr() for n, p in model.named_parameters() if "lora_" not in n})
+        return model
+
+    monkeypatch.setattr(arm_module, "apply_lora", apply_and_record)
+    config = tiny_config(tiny_model_dir)
+    outcome = run_sweep(config, tmp_path / "run", announce=lambda *_: None)
+    assert len(outcome.ran) == 4  # base, sft, lora r1, lora r4
+    assert calls["load_base_model"] == 1
+    assert calls["encode_examples"] == 1
+    assert calls["load_dataset"] == 3  # arith_chain, arith_mc, capitals
+    assert calls["evaluate_model"] == 4  # one per arm: the base model is scored once
+    assert len(lora_storage) == 2 and all(storage == base_storage for storage in lora_storage)

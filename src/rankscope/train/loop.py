@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import resource
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,6 +21,7 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 from rankscope.config import TrainSpec
 from rankscope.data.prompts import render_prompt, training_target
 from rankscope.data.types import Example
+from rankscope.train.memory import PeakMemory
 from rankscope.train.loss import IGNORE_INDEX, AnswerLoss, EncodedExample, micro_batches, pick_answer_loss
 
 class TrainingDiverged(RuntimeError):
@@ -103,35 +102,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a fresh peak for this arm: CUDA's allocator counter, or Linux's VmHWM (writing 5 to
-    /proc/self/clear_refs resets the resident-set high-water mark)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        pass  # not Linux: the process-wide peak is reported instead
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak accelerator memory on CUDA; on CPU the peak resident set size since the last reset
-    (VmHWM on Linux, else the process's lifetime peak from getrusage)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
 def train_model(
     model: nn.Module,
     encoded: list[EncodedExample],
@@ -143,39 +113,39 @@ def train_model(
 ) -> TrainResult:
     """Train the parameters that require grad; return costs and the loss curve."""
     device = next(model.parameters()).device
-    reset_peak_memory(device)
     trainable, total = count_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: the arm would not change the model")
-    # The fused kernel (one pass over all parameters) is what transformers' Trainer defaults to as well.
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay, fused=device.type in ("cpu", "cuda"))
-    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=math.ceil(spec.warmup_ratio * spec.steps),
-                              num_training_steps=spec.steps)
-    schedule = batch_schedule(len(encoded), spec.steps, spec.batch_size, seed)
-    curve: list[tuple[int, float]] = []
-    tokens = 0
-    loss_value = float("nan")
-    started = time.perf_counter()
-    model.eval()  # the check compares two forwards, so dropout must be off
-    answer_loss = pick_answer_loss(model, [encoded[i] for i in schedule[0]], pad_token_id, spec.shared_prefix)
-    torch.manual_seed(seed)  # dropout masks
-    model.train()
-    progress = tqdm(schedule, desc=description, leave=False, dynamic_ncols=True, disable=None)
-    for step, indices in enumerate(progress, start=1):
-        batch = [encoded[i] for i in indices]
-        loss_value = accumulate_batch_gradient(model, batch, pad_token_id, answer_loss)
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"loss is {loss_value} at step {step}; lower the learning rate or check the data")
-        torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += sum(len(item.input_ids) for item in batch)
-        if step == 1 or step % spec.log_every == 0 or step == spec.steps:
-            curve.append((step, round(loss_value, 6)))
-            progress.set_postfix(loss=f"{loss_value:.3f}")
-    wall = time.perf_counter() - started
+    with PeakMemory(device) as memory:  # optimizer state included: AdamW allocates it on the first step
+        # The fused kernel (one pass over all parameters) is what transformers' Trainer defaults to as well.
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay, fused=device.type in ("cpu", "cuda"))
+        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=math.ceil(spec.warmup_ratio * spec.steps),
+                                  num_training_steps=spec.steps)
+        schedule = batch_schedule(len(encoded), spec.steps, spec.batch_size, seed)
+        curve: list[tuple[int, float]] = []
+        tokens = 0
+        loss_value = float("nan")
+        started = time.perf_counter()
+        model.eval()  # the check compares two forwards, so dropout must be off
+        answer_loss = pick_answer_loss(model, [encoded[i] for i in schedule[0]], pad_token_id, spec.shared_prefix)
+        torch.manual_seed(seed)  # dropout masks
+        model.train()
+        progress = tqdm(schedule, desc=description, leave=False, dynamic_ncols=True, disable=None)
+        for step, indices in enumerate(progress, start=1):
+            batch = [encoded[i] for i in indices]
+            loss_value = accumulate_batch_gradient(model, batch, pad_token_id, answer_loss)
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(f"loss is {loss_value} at step {step}; lower the learning rate or check the data")
+            torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += sum(len(item.input_ids) for item in batch)
+            if step == 1 or step % spec.log_every == 0 or step == spec.steps:
+                curve.append((step, round(loss_value, 6)))
+                progress.set_postfix(loss=f"{loss_value:.3f}")
+        wall = time.perf_counter() - started
     model.eval()
     return TrainResult(
         trainable_params=trainable,
@@ -183,7 +153,7 @@ def train_model(
         steps=spec.steps,
         wall_time_s=round(wall, 3),
         tokens_per_s=round(tokens / wall, 2) if wall > 0 else 0.0,
-        peak_memory_mb=round(peak_memory_mb(device), 1),
+        peak_memory_mb=round(memory.mb, 1),
         final_loss=round(loss_value, 6),
         loss_curve=curve,
     )
