@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--arms", default="lora,sft")
+    parser.add_argument("--peak-seconds", type=float, default=2.0, help="time spent measuring the matmul peak")
     args = parser.parse_args()
 
     path = args.path if args.dataset == "gsm8k" else None
@@ -172,7 +173,7 @@ def main() -> None:
     print(f"training set {args.dataset}: {len(dataset.train)} rows")
     spec = TrainSpec(steps=args.steps, batch_size=args.batch_size, max_length=256, log_every=1)
     encoded = encode_examples(tokenizer, dataset.train, spec.max_length)
-    peak = matmul_peak_flops(device, loaded.dtype)
+    peak = matmul_peak_flops(device, loaded.dtype, args.peak_seconds)
     print(f"device {device}, {torch.get_num_threads()} threads, dtype {loaded.dtype}; "
           f"measured matmul peak {peak / 1e9:.1f} GFLOP/s")
 

@@ -11,7 +11,7 @@ import pytest
 from rankscope.config import config_from_dict
 from rankscope.sweep.plan import plan_arms
 from rankscope.sweep.runner import run_sweep
-from rankscope.sweep.store import RunStore
+from rankscope.sweep.store import RunWriter
 from rankscope.errors import RankscopeError
 
 
@@ -40,6 +40,9 @@ def test_arm_ids_are_stable_and_distinct(tiny_model_dir):
     assert len({a.arm_id for a in first}) == len(first) == 4
     changed = plan_arms(tiny_config(tiny_model_dir, steps=4))
     assert {a.arm_id for a in changed if a.method != "base"}.isdisjoint({a.arm_id for a in first})
+    # how the loss is computed is not part of the arm: a finished arm is reused either way
+    plain = plan_arms(tiny_config(tiny_model_dir, shared_prefix=False))
+    assert [a.arm_id for a in plain] == [a.arm_id for a in first]
 
 
 def test_sweep_writes_the_store_and_resumes(tiny_model_dir, tmp_path):
@@ -98,7 +101,7 @@ def test_diverging_arm_fails_alone(tiny_model_dir, tmp_path):
 
 
 def test_arm_dir_cannot_escape(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunWriter(tmp_path)
     for bad in ("../x", "..", "a/b", ".hidden"):
         with pytest.raises(RankscopeError):
             store.arm_dir(bad)

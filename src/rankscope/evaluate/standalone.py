@@ -17,7 +17,7 @@ from rankscope.errors import ConfigError, ModelLoadError
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.load import LoadedModel, load_base_model
 from rankscope.atomic import atomic_write_json
-from rankscope.sweep.store import EvalTarget, RunStore
+from rankscope.sweep.store import EvalTarget, RunWriter
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def run_eval(job: EvalJob, out: Path, eval_spec: EvalSpec) -> Path:
         datasets[spec.name] = load_dataset(spec, seed=job.seed)
     loaded, arm_id = load_model_for_eval(job.model)
     evaluation = evaluate_model(loaded.model, loaded.tokenizer, datasets, eval_spec)
-    store = RunStore(out)
+    store = RunWriter(out)
     from rankscope.sweep.plan import ArmPlan
 
     arm = ArmPlan(arm_id=arm_id.replace("/", "_"), method="base")

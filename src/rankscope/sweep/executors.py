@@ -19,7 +19,7 @@ from rankscope.errors import RankscopeError
 from rankscope.sweep.arm import ArmOutput, ArmRunner
 from rankscope.sweep.context import SweepContext
 from rankscope.sweep.plan import ArmPlan
-from rankscope.sweep.store import RunStore
+from rankscope.sweep.store import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def describe_failure(error: BaseException) -> str:
 class LocalExecutor:
     """Arms one after another in this process, sharing the base model, data and base analysis."""
 
-    def __init__(self, context: SweepContext, store: RunStore):
+    def __init__(self, context: SweepContext, store: RunWriter):
         self.context = context
         self.store = store
         self.runner = ArmRunner(context)
@@ -168,7 +168,7 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
 
 
-def make_executor(config: RankscopeConfig, context: SweepContext, store: RunStore):
+def make_executor(config: RankscopeConfig, context: SweepContext, store: RunWriter):
     if config.sweep.executor == "ray":
         return RayExecutor(config)
     return LocalExecutor(context, store)

@@ -21,7 +21,7 @@ from rankscope.models.load import resolve_model_source
 from rankscope.sweep.executors import ArmResult, make_executor
 from rankscope.sweep.context import SweepContext, evaluation_targets, load_sweep_data
 from rankscope.sweep.plan import ArmPlan, evaluation_fingerprint, plan_arms
-from rankscope.sweep.store import RunStore
+from rankscope.sweep.store import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class SweepOutcome:
     wall_time_s: float
 
 
-def record_arm(store: RunStore, run_dir: Path, result: ArmResult, fingerprint: str) -> None:
+def record_arm(store: RunWriter, run_dir: Path, result: ArmResult, fingerprint: str) -> None:
     """The driver's write of a finished arm; ``arm.json`` last, so a crash leaves it unfinished."""
     arm, output = result.arm, result.output
     if result.files:  # from a remote worker
@@ -57,7 +57,7 @@ def record_arm(store: RunStore, run_dir: Path, result: ArmResult, fingerprint: s
 
 def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOutcome:
     started = time.perf_counter()
-    store = RunStore(run_dir)
+    store = RunWriter(run_dir)
     store.write_config(dump_config(config))
     arms = plan_arms(config)
     fingerprint = evaluation_fingerprint(config)
@@ -93,7 +93,7 @@ def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOu
                         results_csv=results_csv, wall_time_s=round(time.perf_counter() - started, 2))
 
 
-def _targets_from_store(store: RunStore, config: RankscopeConfig, arms: list[ArmPlan]):
+def _targets_from_store(store: RunWriter, config: RankscopeConfig, arms: list[ArmPlan]):
     """When nothing ran, rebuild each training set's targets from the base arm's stored evaluation
     (no dataset is loaded and no model touched: a finished rerun is instant)."""
     base = arms[0]

@@ -31,7 +31,9 @@ class EvalTarget:
     domain: str  # in | out
 
 
-class RunStore:
+class RunWriter:
+    """The sweep driver's side of the run directory: the only writer (report.store.RunStore reads it)."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
 

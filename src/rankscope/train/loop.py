@@ -21,8 +21,17 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 from rankscope.config import TrainSpec
 from rankscope.data.prompts import render_prompt, training_target
 from rankscope.data.types import Example
+from rankscope.train.loss import (
+    DEFAULT_OVERHEAD_TOKENS,
+    IGNORE_INDEX,
+    MICRO_BATCH_OVERHEAD_TOKENS,
+    AnswerLoss,
+    EncodedExample,
+    micro_batches,
+    pick_answer_loss,
+)
 from rankscope.train.memory import PeakMemory
-from rankscope.train.loss import IGNORE_INDEX, AnswerLoss, EncodedExample, micro_batches, pick_answer_loss
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the arm is recorded as failed with this message."""
@@ -86,7 +95,9 @@ def accumulate_batch_gradient(model: nn.Module, batch: list[EncodedExample], pad
     if total == 0:
         return float("nan")
     loss_value = 0.0
-    for micro in micro_batches(batch):
+    device = next(model.parameters()).device
+    overhead = MICRO_BATCH_OVERHEAD_TOKENS.get(device.type, DEFAULT_OVERHEAD_TOKENS)
+    for micro in micro_batches(batch, overhead):
         share = sum(item.n_predicted for item in micro) / total
         if share == 0:
             continue

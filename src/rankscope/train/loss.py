@@ -23,9 +23,12 @@ from rankscope.models.shared_prefix import common_prefix_length, forward_after_p
 
 IGNORE_INDEX = -100
 MIN_SHARED_PREFIX = 4  # below this the second forward costs more than the prefix saves
-# The fixed cost of one more forward/backward, in padded-token equivalents (measured on 2 CPU
-# cores with SmolLM2-135M: ~0.1 s of per-op overhead against ~2.5 ms per token).
-MICRO_BATCH_OVERHEAD_TOKENS = 48
+# The fixed cost of one more forward/backward, in padded-token equivalents. CPU: measured on 2
+# cores with SmolLM2-135M (~0.1 s of per-op overhead against ~2.5 ms per token). CUDA: kernel
+# launches dominate a small model's step and tokens are nearly free, so splitting must save far
+# more; an estimate, not yet measured on a GPU.
+MICRO_BATCH_OVERHEAD_TOKENS = {"cpu": 48, "cuda": 1024}
+DEFAULT_OVERHEAD_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class EncodedExample:
 AnswerLoss = Callable[[nn.Module, list[EncodedExample], int], torch.Tensor]
 
 
-def micro_batches(batch: list[EncodedExample]) -> list[list[EncodedExample]]:
+def micro_batches(batch: list[EncodedExample], overhead_tokens: int = MICRO_BATCH_OVERHEAD_TOKENS["cpu"],
+                  ) -> list[list[EncodedExample]]:
     """Split a batch into length-sorted micro-batches that waste the fewest padded tokens.
 
     The optimizer step is unchanged: the training loop weighs each micro-batch's mean loss by
@@ -68,7 +72,7 @@ def micro_batches(batch: list[EncodedExample]) -> list[list[EncodedExample]]:
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
         for i in range(j):  # rows[i:j] form one micro-batch, padded to lengths[i]
-            cost = best[i] + (j - i) * lengths[i] + MICRO_BATCH_OVERHEAD_TOKENS
+            cost = best[i] + (j - i) * lengths[i] + overhead_tokens
             if cost < best[j]:
                 best[j], cut[j] = cost, i
     groups, j = [], n

@@ -1,0 +1,40 @@
+"""The benchmarks run end to end on the tiny model, and their references agree with rankscope.
+
+``bench/train_throughput.py`` stops with an error when the Trainer + PEFT losses differ from
+rankscope's at any step, and ``bench/eval_mc.py`` when lm-evaluation-harness predicts a different
+choice for any item; so these runs check the loss and the scores against the libraries users
+would otherwise use. Speed ratios are not asserted here (bench/ prints them).
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run_bench(name: str, args: list[str], monkeypatch, capsys) -> str:
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    runpy.run_path(str(BENCH / name), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_train_throughput_matches_trainer_and_peft_step_by_step(tiny_model_dir, monkeypatch, capsys):
+    pytest.importorskip("datasets", reason="the Trainer reference needs the `datasets` package (extra: bench)")
+    out = run_bench("train_throughput.py", ["--model", str(tiny_model_dir), "--dataset", "arith_chain",
+                                            "--steps", "3", "--batch-size", "4", "--rank", "4",
+                                            "--peak-seconds", "0.3"], monkeypatch, capsys)
+    assert "[lora r=4] loss per answer token" in out and "[sft] loss per answer token" in out
+    assert out.strip().splitlines()[-1].endswith("x")
+
+
+def test_eval_mc_matches_lm_eval_predictions(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("lm_eval", reason="the reference is lm-evaluation-harness (extra: bench)")
+    out = run_bench("eval_mc.py", ["--model", str(tiny_model_dir), "--path", str(tmp_path / "no-mmlu"),
+                                   "--n", "12"], monkeypatch, capsys)
+    assert "predictions that differ: 0 of 12" in out
+    assert out.strip().splitlines()[-1].startswith("speedup:")
