@@ -7,7 +7,8 @@ once and every row continues from its cache, and the output head runs only at po
 predict an answer token (rankscope.models.shared_prefix). ``pick_answer_loss`` checks on the
 first batch that the fast path reproduces the padded loss for this model and falls back to the
 padded path if it does not (an architecture whose cache or ``logits_to_keep`` behaves
-differently must cost speed, never correctness).
+differently must cost speed, never correctness). ``micro_batches`` splits a batch of uneven
+lengths into length-grouped micro-batches whose weighted losses sum to the batch's.
 """
 
 from __future__ import annotations
