@@ -139,7 +139,7 @@ def compare_arm(name, make_reference, make_ours, release, tokenizer, encoded, sp
           f"MFU {flops_per_token * our_rate / peak:.1%}")
     print(f"[{name}] loss per answer token: reference mean {statistics.mean(ref_losses):.4f}, "
           f"rankscope mean {statistics.mean(our_losses):.4f}; step 1 {ref_losses[0]:.4f} vs {our_losses[0]:.4f}; "
-          f"largest per-step relative difference {worst:.2%}")
+          f"largest per-step relative difference {worst:.1e} (Trainer logs 4 significant digits)")
     if len(ref_losses) != len(our_losses) or worst > 0.02:
         raise SystemExit(f"[{name}] the losses disagree: reference {ref_losses} vs rankscope {our_losses}")
     ratio = our_rate / ref_rate
