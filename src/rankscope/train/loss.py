@@ -38,10 +38,6 @@ class EncodedExample:
     labels: list[int]  # IGNORE_INDEX on prompt tokens: the loss is on the answer only
 
     @property
-    def n_target_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE_INDEX)
-
-    @property
     def n_predicted(self) -> int:
         """Answer tokens the loss is taken on (the first token has nothing before it to predict it)."""
         return sum(1 for label in self.labels[1:] if label != IGNORE_INDEX)
