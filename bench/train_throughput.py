@@ -73,18 +73,15 @@ def model_flops_per_token(model: torch.nn.Module, batch: list[EncodedExample], p
     return counter.get_total_flops() / sum(len(item.input_ids) for item in batch)
 
 
-class ScheduledTrainer:
+def scheduled_trainer(**kwargs):
     """A stock Trainer that walks the rows in the order given (no shuffling)."""
+    from transformers import Trainer
 
-    @staticmethod
-    def build(**kwargs):
-        from transformers import Trainer
+    class _ScheduledTrainer(Trainer):
+        def _get_train_sampler(self, *args, **kw):
+            return SequentialSampler(self.train_dataset)
 
-        class _Trainer(Trainer):
-            def _get_train_sampler(self, *args, **kw):
-                return SequentialSampler(self.train_dataset)
-
-        return _Trainer(**kwargs)
+    return _ScheduledTrainer(**kwargs)
 
 
 def reference_train(model, tokenizer, rows: list[EncodedExample], spec: TrainSpec, lr: float, seed: int,
@@ -102,7 +99,7 @@ def reference_train(model, tokenizer, rows: list[EncodedExample], spec: TrainSpe
             report_to=[], seed=seed, use_cpu=device.type == "cpu", disable_tqdm=True,
             bf16=model.dtype == torch.bfloat16,
         )
-        trainer = ScheduledTrainer.build(
+        trainer = scheduled_trainer(
             model=model, args=args, train_dataset=dataset,
             data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
         )

@@ -22,7 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rankscope.data.prompts import continuation, render_prompt
 from rankscope.data.types import Example
-from rankscope.models.shared_prefix import forward_after_prefix, verified_for_model
+from rankscope.models.shared_prefix import forward_after_prefix, right_pad, verified_for_model
 
 LOGIT_ROWS_PER_FORWARD = 1024  # choice positions per forward: bounds the [rows, k, vocab] logits
 
@@ -61,12 +61,7 @@ def _plain_logprobs(model: PreTrainedModel, questions: list[EncodedQuestion], ba
     order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][2]))  # similar lengths pad less
     for start in tqdm(range(0, len(order), batch_size), desc=description, leave=False, disable=None):
         chunk = [pairs[k] for k in order[start:start + batch_size]]
-        width = max(len(ids) for _, _, ids, _ in chunk)
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)  # [b, n]
-        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)  # [b, n]
-        for row, (_, _, ids, _) in enumerate(chunk):
-            input_ids[row, :len(ids)] = torch.tensor(ids)
-            attention_mask[row, :len(ids)] = 1
+        input_ids, attention_mask = right_pad([ids for _, _, ids, _ in chunk], pad_id)  # [b, n]
         logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False).logits
         log_probs = torch.log_softmax(logits.float(), dim=-1)  # [b, n, V]
         for row, (i, j, ids, n_choice) in enumerate(chunk):
@@ -117,9 +112,7 @@ def _shared_prompt_logprobs(model: PreTrainedModel, questions: list[EncodedQuest
             keep=torch.arange(width - 1),
             pad_token_id=pad_id,
         )  # [rows, width - 1, V]; position t predicts continuation token t + 1
-        targets = torch.full((len(rows), width - 1), -100, dtype=torch.long)  # [rows, width - 1]
-        for row, tokens in enumerate(continuations):
-            targets[row, :len(tokens) - 1] = torch.tensor(tokens[1:])
+        targets, _ = right_pad([tokens[1:] for tokens in continuations], -100)  # [rows, width - 1]
         token_lp = -torch.nn.functional.cross_entropy(
             logits.float().transpose(1, 2), targets.to(logits.device), ignore_index=-100, reduction="none"
         )  # [rows, width - 1]; 0 where ignored

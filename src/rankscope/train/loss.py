@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rankscope.models.shared_prefix import common_prefix_length, forward_after_prefix, verified_for_model
+from rankscope.models.shared_prefix import common_prefix_length, forward_after_prefix, right_pad, verified_for_model
 
 IGNORE_INDEX = -100
 MIN_SHARED_PREFIX = 4  # below this the second forward costs more than the prefix saves
@@ -81,15 +81,8 @@ def micro_batches(batch: list[EncodedExample], overhead_tokens: int = MICRO_BATC
 
 def collate(batch: list[EncodedExample], pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Right-pad to the longest sequence in the batch."""
-    width = max(len(item.input_ids) for item in batch)
-    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)  # [b, n]
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)  # [b, n]
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # [b, n]
-    for row, item in enumerate(batch):
-        n = len(item.input_ids)
-        input_ids[row, :n] = torch.tensor(item.input_ids)
-        labels[row, :n] = torch.tensor(item.labels)
-        attention_mask[row, :n] = 1
+    input_ids, attention_mask = right_pad([item.input_ids for item in batch], pad_token_id)  # [b, n]
+    labels, _ = right_pad([item.labels for item in batch], IGNORE_INDEX)  # [b, n]
     return {"input_ids": input_ids.to(device), "labels": labels.to(device), "attention_mask": attention_mask.to(device)}
 
 
@@ -118,19 +111,17 @@ def shared_prefix_answer_loss(model: nn.Module, batch: list[EncodedExample], pad
     if shared < MIN_SHARED_PREFIX:
         return padded_answer_loss(model, batch, pad_token_id)
     rest_labels = [item.labels[shared:] for item in batch]
-    width = max(len(labels) for labels in rest_labels)
     # A label at continuation position t is predicted by the logits at t - 1.
-    keep = sorted({t - 1 for labels in rest_labels for t, label in enumerate(labels) if label != IGNORE_INDEX})
-    targets = torch.full((len(batch), len(keep)), IGNORE_INDEX, dtype=torch.long)  # [b, k]
-    for row, labels in enumerate(rest_labels):
-        padded = labels + [IGNORE_INDEX] * (width + 1 - len(labels))
-        targets[row] = torch.tensor([padded[t + 1] for t in keep])
+    keep = torch.tensor(sorted({t - 1 for labels in rest_labels for t, label in enumerate(labels)
+                                if label != IGNORE_INDEX}), dtype=torch.long)  # [k]
+    labels, _ = right_pad(rest_labels, IGNORE_INDEX)  # [b, R]
+    targets = labels[:, keep + 1]  # [b, k]
     logits = forward_after_prefix(
         model,
         prefixes=[batch[0].input_ids[:shared]],
         prefix_of_row=[0] * len(batch),
         continuations=[item.input_ids[shared:] for item in batch],
-        keep=torch.tensor(keep, dtype=torch.long),
+        keep=keep,
         pad_token_id=pad_token_id,
     )  # [b, k, V]
     return nn.functional.cross_entropy(
