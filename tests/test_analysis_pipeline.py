@@ -15,7 +15,7 @@ from rankscope.analysis import ArmAnalysis, BaseReference, Probes, analyze_arm  
 from rankscope.analysis.attention import attn_implementation, collect_attentions, eager_attention  # noqa: E402
 from rankscope.analysis.representation import collect_hidden_states  # noqa: E402
 from rankscope.analysis.spectral import weight_update_spectra  # noqa: E402
-from rankscope.analysis.store import read_representation, read_spectral, write_arm_analysis  # noqa: E402
+from rankscope.runstore.analysis_files import read_representation, read_spectral, write_arm_analysis  # noqa: E402
 
 N_LAYERS, N_HEADS, N_MODULES = 2, 4, 7  # q k v o gate up down
 

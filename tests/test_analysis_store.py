@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rankscope.analysis.rows import ArmAnalysis, AttentionRow, RepresentationRow, SpectralRow
-from rankscope.analysis.store import (
+from rankscope.runstore.analysis_rows import ArmAnalysis, AttentionRow, RepresentationRow, SpectralRow
+from rankscope.runstore.analysis_files import (
     read_attention,
     read_attention_maps,
     read_representation,
@@ -70,7 +70,7 @@ def test_rewriting_an_arm_replaces_its_rows(tmp_path: Path):
 def test_no_temp_files_left_and_failed_write_keeps_old_file(tmp_path: Path, monkeypatch):
     write_arm_analysis(tmp_path, _analysis("a"))
     before = (tmp_path / "analysis" / "spectral.csv").read_text()
-    import rankscope.analysis.store as store
+    import rankscope.runstore.analysis_files as store
 
     def boom(src, dst):
         raise OSError("disk full")
@@ -106,7 +106,7 @@ def test_reading_imports_no_torch(tmp_path: Path):
     write_arm_analysis(tmp_path, _analysis("a"))
     code = (
         "import sys\n"
-        "from rankscope.analysis.store import read_spectral, read_singular_values, read_attention_maps\n"
+        "from rankscope.runstore.analysis_files import read_spectral, read_singular_values, read_attention_maps\n"
         f"assert read_spectral({str(tmp_path)!r}) and read_singular_values({str(tmp_path)!r})\n"
         f"assert read_attention_maps({str(tmp_path)!r})\n"
         "import rankscope.analysis\n"

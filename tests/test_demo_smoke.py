@@ -97,7 +97,7 @@ def test_adapter_weights_load_into_the_default_model(smoke_run):
 
 
 def test_analysis_identities_on_real_weights(smoke_run):
-    from rankscope.analysis.store import read_attention, read_representation, read_spectral
+    from rankscope.runstore.analysis_files import read_attention, read_representation, read_spectral
 
     out, *_ = smoke_run
     spectral = read_spectral(out)

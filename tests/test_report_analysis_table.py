@@ -6,7 +6,7 @@ import pytest
 from fixtures_report import build_run_store
 
 from rankscope.report.analysis_table import analysis_summary_table
-from rankscope.report.store import load_run
+from rankscope.runstore.reader import load_run
 
 
 def test_means_per_arm_match_the_stored_rows(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from fixtures_report import Arm, build_run_store, default_arms
 
 from rankscope.errors import RankscopeError
-from rankscope.report.store import load_run
+from rankscope.runstore.reader import load_run
 
 
 def test_reads_every_part_of_a_complete_store(tmp_path):

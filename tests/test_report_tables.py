@@ -7,7 +7,7 @@ import math
 import pytest
 from fixtures_report import Arm, build_run_store
 
-from rankscope.report.store import load_run
+from rankscope.runstore.reader import load_run
 from rankscope.report.tables import (Estimate, accuracy_table, build_views, cost_table, failed_table,
                                      gain_forgetting_table, mean_of, over_seeds)
 

@@ -11,7 +11,7 @@ import pytest
 from rankscope.config import config_from_dict
 from rankscope.sweep.plan import plan_arms
 from rankscope.sweep.runner import run_sweep
-from rankscope.sweep.store import RunWriter
+from rankscope.runstore.writer import RunWriter
 from rankscope.errors import RankscopeError
 
 

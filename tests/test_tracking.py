@@ -213,7 +213,7 @@ def test_cli_track_logs_without_importing_torch(tmp_path, template_db):
 
 def test_run_with_tracking_logs_after_the_sweep(tmp_path, template_db, monkeypatch, capsys):
     import rankscope.sweep.runner as runner
-    import rankscope.sweep.summary as summary
+    import rankscope.report.terminal as summary
     from rankscope.cli import main
 
     out = tmp_path / "out"

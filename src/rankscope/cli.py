@@ -40,7 +40,7 @@ def _load(config_path: Path, overrides: list[str]):
 def _run(config_path: Path, out: Path, overrides: list[str], executor: str | None, address: str | None,
          report: bool) -> int:
     from rankscope.sweep.runner import run_sweep
-    from rankscope.sweep.summary import print_summary
+    from rankscope.report.terminal import print_summary
 
     if executor:
         overrides = [*overrides, f"sweep.executor={executor}"]
@@ -197,7 +197,7 @@ def _export_dataset(args: argparse.Namespace, spec) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rankscope.config import EvalSpec
     from rankscope.evaluate.standalone import EvalJob, read_dataset_list, run_eval
-    from rankscope.sweep.summary import print_eval_table
+    from rankscope.report.terminal import print_eval_table
 
     job = EvalJob(model=args.model, datasets=read_dataset_list(Path(args.datasets)), limit=args.limit,
                   seed=args.seed)

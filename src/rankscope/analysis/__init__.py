@@ -5,19 +5,20 @@
 - :mod:`~rankscope.analysis.representation` — linear CKA vs the base (Kornblith et al. 2019),
   hidden-state effective rank (Roy & Vetterli 2007);
 - :mod:`~rankscope.analysis.attention` — per-head entropy, distance, change vs base, heatmaps;
-- :mod:`~rankscope.analysis.store` — the run directory's ``analysis/`` files (no torch);
 - :mod:`~rankscope.analysis.pipeline` — :class:`BaseReference` (once per sweep) and
   :func:`analyze_arm` (per arm).
 
-Importing this package (or ``rankscope.analysis.store`` / ``.rows``) does not import torch: the
-torch-backed names below are loaded on first use, so the report can read the store on a laptop.
+The result rows and the ``analysis/`` files of the run directory live below this package, in
+:mod:`rankscope.runstore` (no torch), so the report reads them without importing analysis code.
+Importing this package does not import torch either: the torch-backed names below are loaded on
+first use.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rankscope.analysis.rows import ArmAnalysis, AttentionRow, RepresentationRow, SpectralRow
+from rankscope.runstore.analysis_rows import ArmAnalysis, AttentionRow, RepresentationRow, SpectralRow
 
 _LAZY = {
     "AnalysisOptions": "rankscope.analysis.pipeline",
@@ -26,13 +27,11 @@ _LAZY = {
     "analyze_arm": "rankscope.analysis.pipeline",
     "SpectralResult": "rankscope.analysis.spectral",
     "weight_update_spectra": "rankscope.analysis.spectral",
-    "write_arm_analysis": "rankscope.analysis.store",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from rankscope.analysis.pipeline import AnalysisOptions, BaseReference, Probes, analyze_arm
     from rankscope.analysis.spectral import SpectralResult, weight_update_spectra
-    from rankscope.analysis.store import write_arm_analysis
 
 
 def __getattr__(name: str) -> Any:
@@ -57,5 +56,4 @@ __all__ = [
     "SpectralRow",
     "analyze_arm",
     "weight_update_spectra",
-    "write_arm_analysis",
 ]

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from rankscope.analysis.representation import _hf_model, forward_probes
-from rankscope.analysis.rows import AttentionRow
+from rankscope.runstore.analysis_rows import AttentionRow
 
 ATTENTION_METRICS = ("entropy", "distance", "entropy_change", "js_divergence")
 DEFAULT_MAP_MAX_LEN = 64

@@ -7,7 +7,7 @@ Usage from the sweep (driver or executor)::
     for arm in arms:
         model = apply_arm(base_model, arm); train(...)      # peft model / fine-tuned model / base
         result = analyze_arm(arm.arm_id, model, reference, probes, config.analysis)
-        write_arm_analysis(run_dir, result)                  # driver only (rankscope.analysis.store)
+        write_arm_analysis(run_dir, result)                  # driver only (rankscope.runstore.analysis_files)
 
 ``probes`` are already tokenized: ``input_ids [b, n]`` and ``attention_mask [b, n]`` (right
 padding), as a dict / ``BatchEncoding`` with those keys, a ``(input_ids, attention_mask)`` pair or a
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rankscope.analysis.attention import DEFAULT_MAP_MAX_LEN, attention_structure, eager_attention
 from rankscope.analysis.representation import forward_probes, representation_drift
-from rankscope.analysis.rows import ArmAnalysis
+from rankscope.runstore.analysis_rows import ArmAnalysis
 from rankscope.analysis.spectral import (
     DEFAULT_ENERGY_KS,
     left_singular_vectors,
@@ -200,8 +200,8 @@ def analyze_arm(
             ``map_max_len``, ``batch_size`` where present. ``enabled=False`` returns an empty result.
 
     Returns:
-        :class:`~rankscope.analysis.rows.ArmAnalysis` (numpy only) for
-        :func:`rankscope.analysis.store.write_arm_analysis`.
+        :class:`~rankscope.runstore.analysis_rows.ArmAnalysis` (numpy only) for
+        :func:`rankscope.runstore.analysis_files.write_arm_analysis`.
     """
     if not arm_id or "/" in arm_id:
         raise ValueError(f"arm id {arm_id!r} must be non-empty and contain no '/'")

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from rankscope.analysis.rows import RepresentationRow
+from rankscope.runstore.analysis_rows import RepresentationRow
 from rankscope.analysis.spectral import entropy_effective_rank
 
 REPRESENTATION_METRICS = ("cka", "effective_rank")

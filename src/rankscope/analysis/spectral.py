@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rankscope.analysis.rows import SpectralRow
+from rankscope.runstore.analysis_rows import SpectralRow
 
 #: metric names written to ``analysis/spectral.csv`` (energy_top_k for each k in energy_ks)
 SPECTRUM_METRICS = (

@@ -17,7 +17,8 @@ from rankscope.errors import ConfigError, ModelLoadError
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.load import LoadedModel, load_base_model
 from rankscope.atomic import atomic_write_json
-from rankscope.sweep.store import EvalTarget, RunWriter
+from rankscope.runstore.arms import ArmPlan
+from rankscope.runstore.writer import EvalTarget, RunWriter
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,6 @@ def run_eval(job: EvalJob, out: Path, eval_spec: EvalSpec) -> Path:
     loaded, arm_id = load_model_for_eval(job.model)
     evaluation = evaluate_model(loaded.model, loaded.tokenizer, datasets, eval_spec)
     store = RunWriter(out)
-    from rankscope.sweep.plan import ArmPlan
-
     arm = ArmPlan(arm_id=arm_id.replace("/", "_"), method="base")
     store.arm_dir(arm.arm_id).mkdir(parents=True, exist_ok=True)
     atomic_write_json(store.arm_dir(arm.arm_id) / "eval.json", evaluation)

@@ -11,9 +11,10 @@ Public API:
     recommend(view) -> Recommendation               the stated, stderr-aware rank rule (RULE)
 """
 
-from rankscope.report.build import CompareReport, RunReport, build_compare, build_run_report, write_report
+from rankscope.report.build import build_compare, build_run_report, write_report
+from rankscope.report.document import CompareReport, RunReport
 from rankscope.report.recommend import RULE, Recommendation, recommend
-from rankscope.report.store import RunStore, load_run
+from rankscope.runstore.reader import RunStore, load_run
 from rankscope.report.tables import Estimate, View, build_views
 
 __all__ = [

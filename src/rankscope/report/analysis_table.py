@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from rankscope.report.store import AnalysisRow, RunStore
+from rankscope.runstore.reader import AnalysisRow, RunStore
 from rankscope.report.tables import Table, arm_keys
 
 

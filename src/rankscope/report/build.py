@@ -13,42 +13,19 @@ Every file is written to a temporary name and renamed into place, like the rest 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankscope.atomic import atomic_write_bytes
 from rankscope.errors import RankscopeError
 from rankscope.report.analysis_table import analysis_summary_table
+from rankscope.report.document import CompareReport, RunReport
 from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_forgetting, outcome_figures
 from rankscope.report.figures_analysis import analysis_figures
 from rankscope.report.html import render_compare, render_run
-from rankscope.report.recommend import Recommendation, recommend
-from rankscope.report.store import RunStore, load_run
+from rankscope.report.recommend import recommend
+from rankscope.runstore.reader import RunStore, load_run
 from rankscope.report.summary import compare_markdown, run_markdown
-from rankscope.report.tables import Table, View, build_views, failed_table, pct, view_tables
-
-
-@dataclass
-class RunReport:
-    """Everything one run's report shows, computed once and rendered twice (HTML, markdown)."""
-
-    store: RunStore
-    views: list[View]
-    recommendations: list[Recommendation]
-    tables: list[Table]
-    figures: list[FigureResult]
-    failed: Table
-    title: str = ""
-
-
-@dataclass
-class CompareReport:
-    """Several runs side by side: their recommendations, key figures and one combined table."""
-
-    runs: list[RunReport]
-    combined: Table
-    recommendations: Table
-    notes: list[str] = field(default_factory=list)
+from rankscope.report.tables import Table, build_views, failed_table, pct, view_tables
 
 
 def build_run_report(store: RunStore, full: bool = True) -> RunReport:

@@ -18,7 +18,7 @@ import numpy as np
 
 from rankscope.report.figures import (FigureResult, SFT_COLOR, grid, log2_rank_axis, new_figure, rank_colors,
                                       render, text)
-from rankscope.report.store import AnalysisRow, RunStore
+from rankscope.runstore.reader import AnalysisRow, RunStore
 from rankscope.report.tables import ArmKey, arm_keys
 
 MAX_PANELS = 12

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import TYPE_CHECKING
 
+from rankscope.report.document import CompareReport, RunReport
 from rankscope.report.figures import FigureResult
 from rankscope.report.recommend import Recommendation
 from rankscope.report.tables import Table
-
-if TYPE_CHECKING:
-    from rankscope.report.build import CompareReport, RunReport
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """

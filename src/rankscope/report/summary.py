@@ -8,14 +8,11 @@ backslash-escaped. Figures are linked as files relative to the markdown file.
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
 
+from rankscope.report.document import CompareReport, RunReport
 from rankscope.report.figures import FigureResult
 from rankscope.report.recommend import Recommendation
 from rankscope.report.tables import Table
-
-if TYPE_CHECKING:
-    from rankscope.report.build import CompareReport, RunReport
 
 _MD_SPECIAL = {c: "\\" + c for c in "|`*[]"}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from rankscope.report.store import ArmInfo, RunStore
+from rankscope.runstore.reader import ArmInfo, RunStore
 
 DOMAIN_ORDER = {"in": 0, "out": 1}
 KIND_ORDER = {"reasoning": 0, "recall": 1}

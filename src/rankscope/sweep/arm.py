@@ -14,13 +14,13 @@ import torch
 from safetensors.torch import save_file
 
 from rankscope.analysis import BaseReference, analyze_arm
-from rankscope.analysis.rows import ArmAnalysis
+from rankscope.runstore.analysis_rows import ArmAnalysis
 from rankscope.data.prompts import render_prompt
 from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.arms import apply_lora, make_sft_copy, remove_lora
 from rankscope.sweep.context import SweepContext
-from rankscope.sweep.plan import ArmPlan
+from rankscope.runstore.arms import ArmPlan
 from rankscope.train.loop import train_model
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from rankscope.data.registry import load_dataset
 from rankscope.data.types import LoadedDataset, TaskInfo
 from rankscope.errors import DatasetError
 from rankscope.models.load import LoadedModel, load_base_model
-from rankscope.sweep.store import EvalTarget
+from rankscope.runstore.writer import EvalTarget
 from rankscope.train.loop import EncodedExample, encode_examples
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from rankscope.config import RankscopeConfig
 from rankscope.errors import RankscopeError
 from rankscope.sweep.arm import ArmOutput, ArmRunner
 from rankscope.sweep.context import SweepContext
-from rankscope.sweep.plan import ArmPlan
-from rankscope.sweep.store import RunWriter
+from rankscope.runstore.arms import ArmPlan
+from rankscope.runstore.writer import RunWriter
 
 log = logging.getLogger(__name__)
 

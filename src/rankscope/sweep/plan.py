@@ -10,28 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Literal
 
 from rankscope.config import DatasetSpec, RankscopeConfig
+from rankscope.runstore.arms import ArmPlan, Method
 
-Method = Literal["base", "sft", "lora"]
-
-
-@dataclass(frozen=True)
-class ArmPlan:
-    arm_id: str
-    method: Method
-    rank: int | None = None
-    alpha: float | None = None
-    scaling: float | None = None  # the factor on B @ A: alpha/r, or alpha/sqrt(r) with rsLoRA
-    seed: int | None = None
-    train_set: str | None = None
-    lr: float | None = None
-    targets: str | None = None
-
-    def to_json(self) -> dict:
-        return asdict(self)
+__all__ = ["ArmPlan", "Method", "base_arm", "evaluation_fingerprint", "plan_arms"]
 
 
 def _digest(payload: object) -> str:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rankscope.analysis.store import remove_arm_analysis, write_arm_analysis
+from rankscope.runstore.analysis_files import remove_arm_analysis, write_arm_analysis
 from rankscope.atomic import atomic_write_bytes
 from rankscope.config import RankscopeConfig, dump_config
 from rankscope.data.types import TaskInfo
@@ -20,8 +20,9 @@ from rankscope.errors import RankscopeError
 from rankscope.models.load import resolve_model_source
 from rankscope.sweep.executors import ArmResult, make_executor
 from rankscope.sweep.context import SweepContext, evaluation_targets, load_sweep_data
-from rankscope.sweep.plan import ArmPlan, evaluation_fingerprint, plan_arms
-from rankscope.sweep.store import RunWriter
+from rankscope.runstore.arms import ArmPlan
+from rankscope.sweep.plan import evaluation_fingerprint, plan_arms
+from rankscope.runstore.writer import RunWriter
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,7 @@
-"""The compact table printed at the end of a sweep, built from the store by the report's own
-table code (one definition of gain and forgetting for the terminal and the HTML page)."""
+"""The compact tables printed in the terminal at the end of ``rankscope run`` / ``demo`` and
+``rankscope eval``, built from the run directory by the report's own table code (one definition
+of gain and forgetting for the terminal and the HTML page). The CLI calls these after the sweep
+returns; the sweep itself never imports the report (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from rankscope.report import build_views, load_run, recommend
-from rankscope.report.tables import Table, accuracy_table, failed_table, gain_forgetting_table
+from rankscope.report.recommend import recommend
+from rankscope.report.tables import Table, accuracy_table, build_views, failed_table, gain_forgetting_table
+from rankscope.runstore.reader import load_run
 
 
 def _rich(table: Table) -> RichTable:

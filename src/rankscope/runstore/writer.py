@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rankscope.errors import RankscopeError
 from rankscope.atomic import atomic_write_json, atomic_write_text
-from rankscope.sweep.plan import ArmPlan
+from rankscope.runstore.arms import ArmPlan
 
 RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "seed", "train_set", "dataset", "kind", "domain",
                   "format", "metric", "value", "n", "stderr", "status"]

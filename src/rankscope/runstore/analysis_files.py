@@ -28,7 +28,7 @@ import numpy as np
 from safetensors.numpy import load_file, save
 
 from rankscope.atomic import atomic_write_bytes
-from rankscope.analysis.rows import (
+from rankscope.runstore.analysis_rows import (
     ATTENTION_COLUMNS,
     REPRESENTATION_COLUMNS,
     SPECTRAL_COLUMNS,

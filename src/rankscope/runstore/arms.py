@@ -1,0 +1,29 @@
+"""One arm's settings as the run directory stores them (``arms/<arm_id>/arm.json``).
+
+The sweep's planner (:mod:`rankscope.sweep.plan`) creates these; the run-directory writer, the
+standalone evaluator and the executors only carry them. Living below all of them, the record can
+be written by ``rankscope eval`` without importing the sweep (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Method = Literal["base", "sft", "lora"]
+
+
+@dataclass(frozen=True)
+class ArmPlan:
+    arm_id: str
+    method: Method
+    rank: int | None = None
+    alpha: float | None = None
+    scaling: float | None = None  # the factor on B @ A: alpha/r, or alpha/sqrt(r) with rsLoRA
+    seed: int | None = None
+    train_set: str | None = None
+    lr: float | None = None
+    targets: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
