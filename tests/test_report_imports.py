@@ -1,4 +1,4 @@
-"""The report package must run without torch: it reads only the store (DESIGN.md)."""
+"""The report package must run without torch: it reads only the run directory (docs/architecture.md)."""
 
 from __future__ import annotations
 

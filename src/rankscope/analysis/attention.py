@@ -1,6 +1,6 @@
 """Attention structure on the probe prompts: entropy, distance, and change vs the base model.
 
-Definitions (DESIGN.md, "Definitions"; the per-head statistics follow Clark, Khandelwal, Levy &
+Definitions (the metric map is in docs/architecture.md, "What is measured, and where"; the per-head statistics follow Clark, Khandelwal, Levy &
 Manning 2019, "What Does BERT Look At?", and Vig & Belinkov 2019, "Analyzing the Structure of
 Attention in a Transformer Language Model"), for attention probabilities ``p_ij`` of query ``i``
 over keys ``j`` of one head:

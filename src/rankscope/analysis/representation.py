@@ -1,6 +1,6 @@
 """Representation drift: how far an arm's hidden states moved from the base model's.
 
-Definitions (DESIGN.md, "Definitions"):
+Definitions (the metric map is in docs/architecture.md, "What is measured, and where"):
 
 - linear CKA (Kornblith, Norouzi, Lee & Hinton 2019, "Similarity of Neural Network
   Representations Revisited", ICML): for representations ``X [n, d1]`` and ``Y [n, d2]`` of the

@@ -1,6 +1,6 @@
 """Weight-update spectra: what fine-tuning changed in each projection matrix.
 
-Definitions (DESIGN.md, "Definitions"):
+Definitions (the metric map is in docs/architecture.md, "What is measured, and where"):
 
 - update: ``dW = W_ft - W_0`` for full fine-tuning (sft), ``dW = scale * B @ A`` for LoRA
   (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"), with

@@ -1,6 +1,6 @@
 """Numbers behind the report: accuracy per arm x dataset, gain, forgetting and cost tables.
 
-Definitions (DESIGN.md; Biderman et al. 2024, "LoRA Learns Less and Forgets Less"):
+Definitions (docs/architecture.md, "What is measured, and where"; Biderman et al. 2024, "LoRA Learns Less and Forgets Less"):
 - gain on an in-domain set = acc(arm) - acc(base);
 - forgetting on an out-of-domain set = acc(base) - acc(arm) (positive = the arm lost knowledge);
 - the stderr of a difference of two independent estimates is sqrt(se1^2 + se2^2);

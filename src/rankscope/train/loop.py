@@ -3,7 +3,7 @@
 Arms differ only in which parameters require grad (LoRA factors or all weights) and in the
 learning rate set per method; data order, number of steps, batch size, prompt format and loss
 masking (loss on the answer tokens only) are identical. A comparison made with two different
-loops would be confounded (DESIGN.md, "One pipeline").
+loops would be confounded (docs/architecture.md, "One pipeline").
 """
 
 from __future__ import annotations
