@@ -6,12 +6,14 @@ key (dotted path) and the fix, so the CLI can print one line and exit 2.
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rankscope.errors import ConfigError
 
@@ -22,7 +24,8 @@ TargetPreset = Literal["attention", "mlp", "all-linear"]
 class Spec(BaseModel):
     """Base for every spec: unknown keys are errors, specs are immutable once validated."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # use_attribute_docstrings: a docstring under a field is its description (docs/config.md).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ModelSpec(Spec):
@@ -229,15 +232,27 @@ class RankscopeConfig(Spec):
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)  # experiment tracking (rankscope.tracking)
 
-    @model_validator(mode="after")
-    def _unique_dataset_names(self) -> "RankscopeConfig":
-        names = [d.name for d in self.data.train] + [d.name for d in self.data.eval]
+
+def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:
+    """Two training sets with one name would both train on the last one's data; an eval set
+    listed twice would be scored twice. Naming a training set under data.eval is allowed (it
+    only says "evaluate it", which happens anyway)."""
+    train_specs = {spec.name: spec for spec in config.data.train}
+    for section in ("train", "eval"):
         seen: set[str] = set()
-        for name in names:
-            if name in seen and name not in {d.name for d in self.data.train}:
-                raise ValueError(f"dataset {name!r} is listed twice under data.eval; list it once")
-            seen.add(name)
-        return self
+        for index, spec in enumerate(getattr(config.data, section)):
+            if spec.name in seen:
+                raise ConfigError(f"{source}: data.{section}[{index}].name",
+                                  f"dataset name {spec.name!r} is used twice under data.{section}",
+                                  "give each dataset its own name (name: is the key in results.csv)")
+            seen.add(spec.name)
+            same_data = ("source", "path", "fields", "split", "subjects")
+            train_spec = train_specs.get(spec.name)
+            if section == "eval" and train_spec is not None and \
+                    spec.model_dump(include=set(same_data)) != train_spec.model_dump(include=set(same_data)):
+                raise ConfigError(f"{source}: data.eval[{index}].name",
+                                  f"dataset name {spec.name!r} is already a training set, with other data",
+                                  "give the evaluation set its own name")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +280,49 @@ _FIXES = {
 }
 
 
+def _spec_at(location: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec class that holds the last key of ``location`` (list indices skipped)."""
+    model: type[BaseModel] = RankscopeConfig
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = _nested_spec(field.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _nested_spec(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _nested_spec(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def did_you_mean(word: str, known: list[str] | tuple[str, ...]) -> str | None:
+    """The closest known name to a misspelt one (difflib), or None when nothing is close."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _unknown_key_fix(location: tuple[Any, ...]) -> str:
+    spec = _spec_at(location)
+    if spec is None:
+        return _FIXES["extra_forbidden"]
+    known = list(spec.model_fields)
+    guess = did_you_mean(str(location[-1]), known)
+    if guess:
+        return f"did you mean {guess!r}? (allowed here: {', '.join(known)})"
+    return f"remove it; allowed here: {', '.join(known)}"
+
+
 def _first_error(error: ValidationError, source: str) -> ConfigError:
     details = error.errors()[0]
     location = tuple(p for p in details["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -276,7 +334,8 @@ def _first_error(error: ValidationError, source: str) -> ConfigError:
     if details["type"] not in {"extra_forbidden", "missing"} and not isinstance(got, (dict, list)):
         message += f" (got {got!r})"
     extra = f" and {len(error.errors()) - 1} more problem(s)" if len(error.errors()) > 1 else ""
-    return ConfigError(f"{source}: {key}", message + extra, _FIXES.get(details["type"]))
+    fix = _unknown_key_fix(location) if details["type"] == "extra_forbidden" else _FIXES.get(details["type"])
+    return ConfigError(f"{source}: {key}", message + extra, fix)
 
 
 def config_from_dict(raw: Any, source: str = "config") -> RankscopeConfig:
@@ -284,17 +343,30 @@ def config_from_dict(raw: Any, source: str = "config") -> RankscopeConfig:
         raise ConfigError(source, f"top level must be a mapping of keys, got {type(raw).__name__}",
                           "start the file with keys such as model:, data:, arms:")
     try:
-        return RankscopeConfig.model_validate(raw)
+        config = RankscopeConfig.model_validate(raw)
     except ValidationError as error:
         raise _first_error(error, source) from None
+    check_unique_names(config, source)
+    return config
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``train.steps=10`` -> (["train", "steps"], 10). The value is parsed as YAML."""
+_PART = re.compile(r"^([^\[\]]+)((?:\[\d+\])*)$")
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``train.steps=10`` -> (["train", "steps"], 10); ``data.train[0].n_train=5`` ->
+    (["data", "train", 0, "n_train"], 5). The value is parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"override {text!r}", "expected key=value", "write e.g. train.steps=10")
     key, _, value = text.partition("=")
-    path = [p for p in key.strip().split(".") if p]
+    path: list[str | int] = []
+    for part in (p for p in key.strip().split(".") if p):
+        match = _PART.match(part)
+        if match is None:
+            raise ConfigError(f"override {text!r}", f"cannot read key part {part!r}",
+                              "write keys like data.train[0].n_train=10")
+        path.append(match.group(1))
+        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
     if not path:
         raise ConfigError(f"override {text!r}", "empty key", "write e.g. train.steps=10")
     try:
@@ -305,16 +377,28 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``key=value`` in the raw YAML mapping; ``[i]`` reaches item i of a list."""
     for text in overrides:
         path, value = parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[path[-1]] = value
+        node: Any = raw
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    size = len(node) if isinstance(node, list) else 0
+                    where = _format_location(tuple(path[:depth]))
+                    raise ConfigError(f"override {text!r}", f"{where} has {size} item(s), no [{part}]",
+                                      f"use an index below {size}, or add the item in the YAML file")
+            elif not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}", f"{_format_location(tuple(path[:depth]))} is not a mapping",
+                                  "check the key path")
+            if last:
+                node[part] = value
+            elif isinstance(part, int) or isinstance(node.get(part), (dict, list)):
+                node = node[part]
+            else:
+                node[part] = {}
+                node = node[part]
     return raw
 
 
@@ -339,10 +423,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Ranksco
 
 
 def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
-    """Make dataset paths absolute relative to the config file, so a run directory is self-contained."""
+    """Make dataset file paths absolute relative to the config file, so a run directory is
+    self-contained; hub ids and lm-eval tasks stay as written."""
 
     def fix(spec: DatasetSpec) -> DatasetSpec:
-        if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:"):
+        if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:") \
+                or spec.source == "hub":  # source: hub, path: org/name is a hub id, not a file
             return spec
         return spec.model_copy(update={"path": str((base_dir / spec.path).resolve())})
 
