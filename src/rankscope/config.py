@@ -47,10 +47,19 @@ class ModelSpec(Spec):
 
 
 class FieldMap(Spec):
-    """Column names in a user file, mapped to the Example fields."""
+    """Column names in a user file, mapped to the Example fields.
+
+    question: the column holding the question text (a dotted path reaches into nested JSON).
+    choices: multiple choice only: one column holding a list of choices, or a list of columns
+        (``[A, B, C, D]``, or ``A,B,C,D``) holding one choice each; empty means ``choices``.
+    answer: the gold answer: for mc a 0-based index, a letter or a choice's text; for generative
+        the answer text (or a list: the answer then its aliases).
+    aliases: generative only: a column with other accepted answers (a list or one string).
+    id: a column with a stable item id (default: NAME-ROW).
+    """
 
     question: str = "question"
-    choices: str | None = None
+    choices: str | list[str] | None = None
     answer: str = "answer"
     aliases: str | None = None
     id: str | None = None
