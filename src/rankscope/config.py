@@ -289,9 +289,9 @@ _FIXES = {
 }
 
 
-def _spec_at(location: tuple[Any, ...]) -> type[BaseModel] | None:
+def _spec_at(location: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
     """The spec class that holds the last key of ``location`` (list indices skipped)."""
-    model: type[BaseModel] = RankscopeConfig
+    model: type[BaseModel] = root
     for part in location[:-1]:
         if isinstance(part, int):
             continue
@@ -321,8 +321,8 @@ def did_you_mean(word: str, known: list[str] | tuple[str, ...]) -> str | None:
     return close[0] if close else None
 
 
-def _unknown_key_fix(location: tuple[Any, ...]) -> str:
-    spec = _spec_at(location)
+def _unknown_key_fix(location: tuple[Any, ...], root: type[BaseModel]) -> str:
+    spec = _spec_at(location, root)
     if spec is None:
         return _FIXES["extra_forbidden"]
     known = list(spec.model_fields)
@@ -332,7 +332,9 @@ def _unknown_key_fix(location: tuple[Any, ...]) -> str:
     return f"remove it; allowed here: {', '.join(known)}"
 
 
-def _first_error(error: ValidationError, source: str) -> ConfigError:
+def first_error(error: ValidationError, source: str, root: type[BaseModel] | None = None) -> ConfigError:
+    """One ConfigError (place, problem, fix) from pydantic's errors; ``root`` is the validated
+    spec (the whole config by default), used to suggest the key a misspelt one meant."""
     details = error.errors()[0]
     location = tuple(p for p in details["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     key = _format_location(location)
@@ -343,7 +345,7 @@ def _first_error(error: ValidationError, source: str) -> ConfigError:
     if details["type"] not in {"extra_forbidden", "missing"} and not isinstance(got, (dict, list)):
         message += f" (got {got!r})"
     extra = f" and {len(error.errors()) - 1} more problem(s)" if len(error.errors()) > 1 else ""
-    fix = _unknown_key_fix(location) if details["type"] == "extra_forbidden" else _FIXES.get(details["type"])
+    fix = _unknown_key_fix(location, root or RankscopeConfig) if details["type"] == "extra_forbidden" else _FIXES.get(details["type"])
     return ConfigError(f"{source}: {key}", message + extra, fix)
 
 
@@ -354,7 +356,7 @@ def config_from_dict(raw: Any, source: str = "config") -> RankscopeConfig:
     try:
         config = RankscopeConfig.model_validate(raw)
     except ValidationError as error:
-        raise _first_error(error, source) from None
+        raise first_error(error, source) from None
     check_unique_names(config, source)
     return config
 
@@ -431,15 +433,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Ranksco
     return resolve_paths(config, Path(path).resolve().parent)
 
 
+def resolve_dataset_path(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
+    """A relative file path made absolute against ``base_dir``; hub ids and lm-eval tasks kept."""
+    if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:") \
+            or spec.source == "hub":  # source: hub, path: org/name is a hub id, not a file
+        return spec
+    return spec.model_copy(update={"path": str((base_dir / spec.path).resolve())})
+
+
 def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
     """Make dataset file paths absolute relative to the config file, so a run directory is
     self-contained; hub ids and lm-eval tasks stay as written."""
 
     def fix(spec: DatasetSpec) -> DatasetSpec:
-        if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:") \
-                or spec.source == "hub":  # source: hub, path: org/name is a hub id, not a file
-            return spec
-        return spec.model_copy(update={"path": str((base_dir / spec.path).resolve())})
+        return resolve_dataset_path(spec, base_dir)
 
     data = config.data.model_copy(update={
         "train": [fix(d) for d in config.data.train],

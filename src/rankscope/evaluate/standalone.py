@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from rankscope.config import DatasetSpec, EvalSpec, ModelSpec
+from rankscope.config import DatasetSpec, EvalSpec, ModelSpec, first_error, read_yaml, resolve_dataset_path
 from rankscope.data.registry import load_dataset
 from rankscope.errors import ConfigError, ModelLoadError
 from rankscope.evaluate.suite import evaluate_model
@@ -32,20 +32,17 @@ def read_dataset_list(path: Path) -> list[DatasetSpec]:
     """A YAML list of dataset specs, or a mapping with a ``datasets:`` list."""
     if not path.is_file():
         raise ConfigError(str(path), "datasets file not found", "check the path")
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)  # a YAML syntax error is one line with the line number
     if isinstance(raw, dict):
         raw = raw.get("datasets")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(str(path), "expected a non-empty list of datasets", "write e.g. - {name: capitals}")
     try:
         specs = TypeAdapter(list[DatasetSpec]).validate_python(raw)
-    except ValidationError as error:
-        details = error.errors()[0]
-        key = ".".join(str(p) for p in details["loc"])
-        raise ConfigError(f"{path}: [{key}]", details["msg"]) from None
+    except ValidationError as error:  # the same wording as a config error, with "did you mean"
+        raise first_error(error, str(path), DatasetSpec) from None
     base_dir = path.resolve().parent
-    return [s if s.path is None or Path(s.path).is_absolute() or s.path.startswith("lmeval:")
-            else s.model_copy(update={"path": str((base_dir / s.path).resolve())}) for s in specs]
+    return [resolve_dataset_path(s, base_dir) for s in specs]
 
 
 def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
