@@ -157,15 +157,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console.print(f"model: {model.id} ({model.where}: {model.location})"
                   + (f"; LoRA targets: {', '.join(checked.lora_targets)}" if checked.lora_targets else ""))
     datasets = Table(title="datasets")
-    for column in ("name", "role", "source", "kind", "format", "answer", "train", "test", "first row"):
-        datasets.add_column(column)
+    for column in ("name", "role", "source", "kind", "format", "answer", "train", "test"):
+        datasets.add_column(column, no_wrap=column == "name")
+    datasets.add_column("first row", overflow="ellipsis", no_wrap=True, max_width=48)
     for d in checked.datasets:
         datasets.add_row(d.name, d.role, d.source, d.kind, d.format, d.answer_type, str(d.n_train), str(d.n_test),
                          d.preview)
     console.print(datasets)
     arms = Table(title="arms")
     for column in ("arm_id", "method", "train_set", "rank", "alpha", "lr", "seed"):
-        arms.add_column(column)
+        arms.add_column(column, no_wrap=column in ("arm_id", "train_set"))
     for a in checked.arms:
         arms.add_row(*("-" if v is None else str(v) for v in (a.arm_id, a.method, a.train_set, a.rank, a.alpha, a.lr,
                                                                a.seed)))
