@@ -87,11 +87,13 @@ def suggest_fields(columns: list[str], fmt: Format) -> str:
     return "fields: {" + ", ".join(f"{k}: {picked[k]}" for k in wanted) + "}"
 
 
-def _missing_field_fix(row: dict, error: RowError, fmt: Format) -> RowError:
-    """A mapped column the row lacks: name the row's columns and a ready ``fields:`` line."""
+def _missing_field_fix(row: dict, error: RowError, fmt: Format, first_row: bool) -> RowError:
+    """A mapped column the row lacks: name the row's columns; on the first row the mapping is the
+    likely mistake, so the fix is a ready ``fields:`` line (later rows: fix or skip the row)."""
     columns = [str(c) for c in row]
-    return RowError(error.field, f"missing; the row's columns are {columns}",
-                    f"map the columns in the dataset's config, e.g. {suggest_fields(columns, fmt)}")
+    fix = (f"map the columns in the dataset's config, e.g. {suggest_fields(columns, fmt)}" if first_row
+           else "fix the row, or set on_bad_row: skip to skip bad rows")
+    return RowError(error.field, f"missing; the row's columns are {columns}", fix)
 
 
 def row_converter(fields: FieldMap, fmt: Format, name: str) -> Callable[[Record], Example]:
@@ -106,7 +108,7 @@ def row_converter(fields: FieldMap, fmt: Format, name: str) -> Callable[[Record]
             return convert_mapped(record, row)
         except RowError as error:
             if error.problem == "missing" and error.field.split(".")[0] not in row:
-                raise _missing_field_fix(row, error, fmt) from None
+                raise _missing_field_fix(row, error, fmt, first_row=record.index == 0) from None
             raise
 
     def convert_mapped(record: Record, row: dict) -> Example:
