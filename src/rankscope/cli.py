@@ -73,7 +73,7 @@ def _run(config_path: Path, out: Path, overrides: list[str], executor: str | Non
         from rankscope.tracking import require_mlflow
 
         require_mlflow()
-    check_model(config)  # an unreachable model id or a LoRA target it lacks: refused before any arm
+    resolved, _ = check_model(config)  # an unreachable model id or a LoRA target it lacks: refused before any arm
     out.mkdir(parents=True, exist_ok=True)
     handler = _log_to_file(out)
     log = logging.getLogger("rankscope.cli")
@@ -83,9 +83,14 @@ def _run(config_path: Path, out: Path, overrides: list[str], executor: str | Non
         if not quiet:
             print(message, flush=True)
 
+    from rankscope.sweep.provenance import utc_now, write_run_json
+
     try:
         announce(f"rankscope: sweep {config.name!r} -> {out}")
+        started = utc_now()
         outcome = run_sweep(config, out, announce=announce)
+        write_run_json(out, config, resolved, started, outcome.wall_time_s, len(outcome.ran), len(outcome.skipped),
+                       len(outcome.failed))
     finally:
         logging.getLogger("rankscope").removeHandler(handler)
         handler.close()

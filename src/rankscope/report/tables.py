@@ -260,7 +260,7 @@ def cost_table(view: View) -> Table:
         rows.append([g.label, f"{params:,.0f}" if params is not None else "—", share]
                     + ["—" if c is None else f"{c:,.1f}" if i < 3 else f"{c:.3f}" for i, c in enumerate(cells)])
     return Table(f"Cost{_suffix(view)}", ["arm", "trainable params", "of total", "wall time (s)", "tokens/s",
-                                          "peak memory (MB)", "final loss"], rows, "mean over seeds")
+                                          "peak memory (MiB)", "final loss"], rows, "mean over seeds")
 
 
 def failed_table(store: RunStore) -> Table:
