@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rankscope.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def write_config(folder: Path, model_dir: Path, **changes) -> Path:
     raw = {
@@ -198,21 +192,3 @@ def test_eval_dataset_list_errors_are_one_line(tmp_path, capsys):
     sets.write_text("- {name: capitals, n_tset: 3}\n")
     line = refused(capsys, ["eval", "--datasets", str(sets), "--out", str(tmp_path / "o")])
     assert "[0].n_tset" in line and "did you mean 'n_test'" in line
-
-
-def test_run_log_has_steps_and_losses_without_a_terminal(tiny_model_dir, tmp_path):
-    """Started like nohup: stdout and stderr to a file, no terminal; run.log still has every step."""
-    config = write_config(tmp_path, tiny_model_dir, arms__lora={"ranks": [1]},
-                          train__log_every=1)
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    with open(tmp_path / "nohup.out", "w") as out:
-        done = subprocess.run([sys.executable, "-m", "rankscope.cli", "run", str(config), "--out", str(run_dir),
-                               "--no-report"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                              env=env, timeout=600)
-    assert done.returncode == 0, (tmp_path / "nohup.out").read_text()[-2000:]
-    log = (run_dir / "run.log").read_text()
-    steps = [line for line in log.splitlines() if " step " in line and " loss " in line]
-    assert len(steps) == 2  # train.steps=2, log_every=1: one line per step
-    assert all("lora-r1" in line for line in steps)
-    assert "done" in log  # the arm lines too

