@@ -16,6 +16,9 @@ from importlib import resources
 from pathlib import Path
 
 PRESETS = ("smoke", "quick", "paper")
+#: Wall time of each preset on 2 CPU cores with the model cache warm, quoted by `demo --help` and,
+#: word for word, by the README (tests/test_cli_docs.py). quick: measured 11:27, docs/performance.md.
+PRESET_TIMES = {"smoke": "~2-3 min", "quick": "~11.5 min", "paper": "GPU"}
 
 
 def _quiet_libraries(verbose: bool = False, quiet: bool = False) -> None:
@@ -319,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=10")
 
     demo = verb("demo", help="run a preset sweep on the offline default model")
-    demo.add_argument("--preset", choices=PRESETS, default="quick", help="smoke (~3 min), quick (~20 min), paper (GPU)")
+    demo.add_argument("--preset", choices=PRESETS, default="quick",
+                      help=", ".join(f"{name} ({time})" for name, time in PRESET_TIMES.items()) + " on 2 CPU cores")
     sweep_options(demo)
     demo.set_defaults(func=cmd_demo)
 

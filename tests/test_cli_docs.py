@@ -1,0 +1,21 @@
+"""The README and `--help` quote the same preset times (one constant, rankscope.cli.PRESET_TIMES)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rankscope.cli import PRESET_TIMES, main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_demo_help_and_readme_quote_the_same_times(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    for preset in ("smoke", "quick"):
+        assert f"{preset} ({PRESET_TIMES[preset]})" in help_text
+        assert PRESET_TIMES[preset] in readme, f"README.md must quote {preset}: {PRESET_TIMES[preset]}"
