@@ -192,3 +192,21 @@ def test_eval_dataset_list_errors_are_one_line(tmp_path, capsys):
     sets.write_text("- {name: capitals, n_tset: 3}\n")
     line = refused(capsys, ["eval", "--datasets", str(sets), "--out", str(tmp_path / "o")])
     assert "[0].n_tset" in line and "did you mean 'n_test'" in line
+
+
+def test_an_offline_hub_id_is_refused_before_torch_is_imported(tmp_path):
+    """The refusal needs only the local cache: no torch/transformers import (seconds on a busy
+    machine), no request, so it comes back at once instead of after a retry loop."""
+    import os
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path, Path("nobody-here/no-such-model"))
+    code = ("import sys; from rankscope.cli import main; rc = main(['validate', sys.argv[1]]); "
+            "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr
+    assert "model.id=nobody-here/no-such-model" in done.stderr and done.stderr.count("\n") == 1

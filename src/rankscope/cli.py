@@ -157,6 +157,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"config": args.config, "valid": True, **checked.to_json()}, indent=2))
         return 0
+    if args.quiet:
+        print(f"{args.config}: valid; {len(checked.arms)} arm(s)")
+        return 0
     from rich.console import Console
     from rich.table import Table
 

@@ -16,6 +16,7 @@ from rankscope.data.registry import load_dataset
 from rankscope.errors import ConfigError, ModelLoadError
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.load import LoadedModel, load_base_model
+from rankscope.models.resolve import resolve_model
 from rankscope.atomic import atomic_write_json
 from rankscope.sweep.store import EvalTarget, RunWriter
 
@@ -51,7 +52,9 @@ def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
     if (arm_dir / "arm.json").is_file():
         run_dir = arm_dir.parent.parent
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        loaded = load_base_model(ModelSpec.model_validate(config["model"]))
+        spec = ModelSpec.model_validate(config["model"])
+        resolve_model(spec)  # an unreachable hub id fails in seconds, not after retries
+        loaded = load_base_model(spec)
         if (arm_dir / "adapter").is_dir():
             from peft import PeftModel
 
@@ -63,10 +66,14 @@ def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
             if any("lm_head" not in key for key in missing):
                 raise ModelLoadError(str(arm_dir), "stored weights do not match the base model", "check the run")
         return loaded, json.loads((arm_dir / "arm.json").read_text())["arm_id"]
-    return load_base_model(ModelSpec(id=model)), "model"
+    spec = ModelSpec(id=model)
+    resolve_model(spec)
+    return load_base_model(spec), "model"
 
 
 def run_eval(job: EvalJob, out: Path, eval_spec: EvalSpec) -> Path:
+    if not (Path(job.model) / "arm.json").is_file():
+        resolve_model(ModelSpec(id=job.model))  # a bad model id fails before any dataset loads
     datasets = {}
     for spec in job.datasets:
         if job.limit is not None:

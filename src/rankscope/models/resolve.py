@@ -20,13 +20,16 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from rankscope.config import ModelSpec
 from rankscope.errors import ModelLoadError
-from rankscope.models.load import _gguf_cache_dir, cache_root, resolve_model_source
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch and transformers are imported only where a local model is read: a hub id is checked (or
+# refused offline) in a fraction of a second, before the seconds those imports take.
 
 #: Seconds the one online check may take before the model id is refused.
 HUB_TIMEOUT_S = 5.0
@@ -83,13 +86,23 @@ def _hub_check(spec: ModelSpec) -> None:
                              "folder or .gguf file, or use `default`") from None
 
 
+def _looks_like_hub_id(model_id: str) -> bool:
+    """``org/name`` (or ``name``) that is no local path: what resolve_model_source passes to the hub."""
+    if model_id == "default" or Path(model_id).expanduser().exists() or model_id.endswith(".gguf"):
+        return False
+    return not model_id.startswith((".", "/", "~")) and model_id.count("/") <= 1
+
+
 def resolve_model(spec: ModelSpec) -> ResolvedModel:
     """Where ``spec.id`` resolves, or one ModelLoadError naming ``model.id`` and the fix."""
-    source, gguf_file, _ = resolve_model_source(spec)  # default wheel, local files, path typos
-    if spec.id == "default":
-        return ResolvedModel(spec.id, "wheel", str(Path(source) / (gguf_file or "")), gguf_file)
-    local = Path(spec.id).expanduser()
-    if local.exists():
+    gguf_file = spec.gguf_file
+    if not _looks_like_hub_id(spec.id):
+        from rankscope.models.load import resolve_model_source
+
+        source, gguf_file, _ = resolve_model_source(spec)  # default wheel, local files, path typos
+        if spec.id == "default":
+            return ResolvedModel(spec.id, "wheel", str(Path(source) / (gguf_file or "")), gguf_file)
+        local = Path(spec.id).expanduser()
         return ResolvedModel(spec.id, "gguf" if local.suffix == ".gguf" else "folder", str(local.resolve()),
                              gguf_file)
     cached = _in_hub_cache(spec.id, gguf_file or "config.json", spec.revision, None)
@@ -105,6 +118,8 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
 
 def _model_config(spec: ModelSpec, resolved: ResolvedModel):
     from transformers import AutoConfig
+
+    from rankscope.models.load import _gguf_cache_dir, cache_root
 
     local_only = resolved.where != "hub"
     if resolved.gguf_file is not None:
@@ -123,6 +138,7 @@ def _model_config(spec: ModelSpec, resolved: ResolvedModel):
 
 def meta_model(spec: ModelSpec, resolved: ResolvedModel | None = None) -> nn.Module:
     """The model's architecture on the meta device: module names and shapes, no weights."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     resolved = resolved or resolve_model(spec)

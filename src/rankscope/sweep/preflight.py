@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rankscope.config import RankscopeConfig
-from rankscope.models.arms import resolve_targets
 from rankscope.models.resolve import ResolvedModel, meta_model, resolve_model
 from rankscope.sweep.plan import ArmPlan, plan_arms
+
+# models.arms (peft, torch) and the data loaders are imported inside the checks that need them,
+# so a bad model id is refused before those imports cost seconds.
 
 #: Characters of the first question shown in the preview.
 PREVIEW_CHARS = 70
@@ -57,6 +59,8 @@ def check_model(config: RankscopeConfig) -> tuple[ResolvedModel, list[str]]:
     resolved = resolve_model(config.model)
     if config.arms.lora is None:
         return resolved, []
+    from rankscope.models.arms import resolve_targets
+
     modules = resolve_targets(meta_model(config.model, resolved), config.arms.lora.targets)
     return resolved, sorted({m.short_name for m in modules})
 
