@@ -19,3 +19,19 @@ def test_demo_help_and_readme_quote_the_same_times(capsys):
     for preset in ("smoke", "quick"):
         assert f"{preset} ({PRESET_TIMES[preset]})" in help_text
         assert PRESET_TIMES[preset] in readme, f"README.md must quote {preset}: {PRESET_TIMES[preset]}"
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`rankscope datasets show ... | head -2`: the closed pipe ends the command quietly."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(README.parent / "src")}
+    process = subprocess.Popen([sys.executable, "-m", "rankscope.cli", "datasets", "show", "arith_chain", "-n", "3000"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    first = process.stdout.readline()
+    process.stdout.close()  # like head: stop reading
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0
+    assert first.startswith(b"arith_chain:") and "Traceback" not in stderr and "BrokenPipe" not in stderr
