@@ -166,17 +166,43 @@ def test_overrides_reach_list_items(tiny_model_dir, tmp_path, capsys):
 
 def test_version_and_flags_after_the_verb(tiny_model_dir, tmp_path, capsys):
     from rankscope import __version__
+    from rankscope.errors import RankscopeError
 
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and __version__ in capsys.readouterr().out
-    config = write_config(tmp_path, tiny_model_dir, data__eval=[{"name": "capitls"}])
-    with pytest.raises(SystemExit):  # -v after the verb: the traceback is shown, as with -v before it
-        try:
-            main(["validate", str(config), "-v"])
-        except Exception as error:
-            assert "capitls" in str(error)
-            raise SystemExit(2) from None
+    bad = write_config(tmp_path, tiny_model_dir, data__eval=[{"name": "capitls"}])
+    for argv in (["-v", "validate", str(bad)], ["validate", str(bad), "-v"]):  # -v shows the traceback
+        with pytest.raises(RankscopeError, match="capitls"):
+            main(argv)
+    good = write_config(tmp_path, tiny_model_dir)
+    for argv in (["-q", "validate", str(good)], ["validate", str(good), "-q"]):  # -q: the verdict line only
+        assert main(argv) == 0
+        assert capsys.readouterr().out.strip().splitlines() == [f"{good}: valid; 3 arm(s)"]
+
+
+def test_a_hub_path_stays_a_hub_id(tmp_path):
+    from rankscope.config import load_config
+
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump({"data": {"train": [{"name": "arith_chain"}], "eval": [
+        {"name": "mine", "source": "hub", "path": "org/name", "format": "mc", "kind": "recall"},
+        {"name": "local", "path": "rows.jsonl", "format": "mc", "kind": "recall"}]}}))
+    paths = {spec.name: spec.path for spec in load_config(path).data.eval}
+    assert paths == {"mine": "org/name", "local": str(tmp_path / "rows.jsonl")}
+
+
+def test_choices_may_be_a_list_of_columns(tmp_path):
+    from rankscope.config import DatasetSpec
+    from rankscope.data.registry import load_dataset
+
+    path = tmp_path / "rows.csv"
+    path.write_text("q,A,B,C,ans\nSky?,green,blue,red,B\nGrass?,green,blue,red,A\n")
+    spec = {"name": "rows", "path": str(path), "format": "mc", "kind": "recall"}
+    as_list = load_dataset(DatasetSpec(**spec, fields={"question": "q", "choices": ["A", "B", "C"], "answer": "ans"}))
+    as_text = load_dataset(DatasetSpec(**spec, fields={"question": "q", "choices": "A,B,C", "answer": "ans"}))
+    assert as_list.test == as_text.test
+    assert {(e.question, e.answer) for e in as_list.test} == {("Sky?", "blue"), ("Grass?", "green")}
 
 
 def test_datasets_show_zero_examples_prints_sizes(capsys):
