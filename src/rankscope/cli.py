@@ -151,37 +151,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """``run``'s own pre-flight (rankscope.sweep.preflight): model, LoRA targets, every dataset."""
     config = _load(Path(args.config), args.overrides)
-    from rankscope.sweep.preflight import preflight
+    from rankscope.sweep.preflight import preflight, print_preflight
 
     checked = preflight(config)
     if args.json:
         print(json.dumps({"config": args.config, "valid": True, **checked.to_json()}, indent=2))
         return 0
-    if args.quiet:
-        print(f"{args.config}: valid; {len(checked.arms)} arm(s)")
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    model = checked.model
-    console.print(f"model: {model.id} ({model.where}: {model.location})"
-                  + (f"; LoRA targets: {', '.join(checked.lora_targets)}" if checked.lora_targets else ""))
-    datasets = Table(title="datasets")
-    for column in ("name", "role", "source", "kind", "format", "answer", "train", "test"):
-        datasets.add_column(column, no_wrap=column == "name")
-    datasets.add_column("first row", overflow="ellipsis", no_wrap=True, max_width=48)
-    for d in checked.datasets:
-        datasets.add_row(d.name, d.role, d.source, d.kind, d.format, d.answer_type, str(d.n_train), str(d.n_test),
-                         d.preview)
-    console.print(datasets)
-    arms = Table(title="arms")
-    for column in ("arm_id", "method", "train_set", "rank", "alpha", "lr", "seed"):
-        arms.add_column(column, no_wrap=column in ("arm_id", "train_set"))
-    for a in checked.arms:
-        arms.add_row(*("-" if v is None else str(v) for v in (a.arm_id, a.method, a.train_set, a.rank, a.alpha, a.lr,
-                                                               a.seed)))
-    console.print(arms)
+    if not args.quiet:
+        print_preflight(checked)
     print(f"{args.config}: valid; {len(checked.arms)} arm(s)")
     return 0
 

@@ -93,3 +93,29 @@ def preflight(config: RankscopeConfig, *, datasets: bool = True) -> Preflight:
     resolved, targets = check_model(config)
     checks = check_datasets(config) if datasets else []
     return Preflight(model=resolved, lora_targets=targets, datasets=checks, arms=plan_arms(config))
+
+
+def print_preflight(checked: Preflight) -> None:
+    """``rankscope validate``'s terminal view: the model, a table of datasets, a table of arms."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    model = checked.model
+    console.print(f"model: {model.id} ({model.where}: {model.location})"
+                  + (f"; LoRA targets: {', '.join(checked.lora_targets)}" if checked.lora_targets else ""))
+    datasets = Table(title="datasets")
+    for column in ("name", "role", "source", "kind", "format", "answer", "train", "test"):
+        datasets.add_column(column, no_wrap=column == "name")
+    datasets.add_column("first row", overflow="ellipsis", no_wrap=True, max_width=48)
+    for d in checked.datasets:
+        datasets.add_row(d.name, d.role, d.source, d.kind, d.format, d.answer_type, str(d.n_train), str(d.n_test),
+                         d.preview)
+    console.print(datasets)
+    arms = Table(title="arms")
+    for column in ("arm_id", "method", "train_set", "rank", "alpha", "lr", "seed"):
+        arms.add_column(column, no_wrap=column in ("arm_id", "train_set"))
+    for a in checked.arms:
+        arms.add_row(*("-" if v is None else str(v) for v in (a.arm_id, a.method, a.train_set, a.rank, a.alpha, a.lr,
+                                                               a.seed)))
+    console.print(arms)
