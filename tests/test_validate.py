@@ -236,3 +236,13 @@ def test_an_offline_hub_id_is_refused_before_torch_is_imported(tmp_path):
                           timeout=120)
     assert done.stdout.split() == ["2", "False", "False"], done.stderr
     assert "model.id=nobody-here/no-such-model" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_duplicate_eval_names_and_seeds_are_refused_with_their_place(tiny_model_dir, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_model_dir, data__eval=[{"name": "capitals"}, {"name": "capitals"}])
+    assert "data.eval[1].name" in refused(capsys, ["validate", str(config)])
+    config = write_config(tmp_path, tiny_model_dir, arms__seeds=[0, 0])
+    assert "arms.seeds" in refused(capsys, ["validate", str(config)])
+    other_data = [{"name": "arith_chain", "path": "other.jsonl", "format": "generative", "kind": "reasoning"}]
+    config = write_config(tmp_path, tiny_model_dir, data__eval=other_data)
+    assert "data.eval[0].name" in refused(capsys, ["validate", str(config)])

@@ -190,6 +190,13 @@ class ArmsSpec(Spec):
     lora: LoraSpec | None = Field(default_factory=LoraSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):  # the same seed twice is the same arm twice
+            raise ValueError(f"seeds {seeds} contain duplicates; list each seed once")
+        return seeds
+
 
 class LearningRates(Spec):
     """Learning rate per method: the only training setting allowed to differ between arms.

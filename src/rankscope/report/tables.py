@@ -220,7 +220,7 @@ def accuracy_table(view: View) -> Table:
     rows = [[g.label, str(max((e.n_seeds for (k, _), e in view.accuracy.items() if k == g), default=0))]
             + [pct(view.accuracy.get((g, d.name))) for d in view.datasets] for g in view.groups]
     return Table(f"Accuracy (%){_suffix(view)}", ["arm", "seeds"] + [d.name for d in view.datasets], rows,
-                 "mean ± stderr in percentage points; sd = spread over seeds",
+                 "mean ± stderr in percentage points; (sd x) after a value = standard deviation over seeds",
                  [("", 2)] + _spans(view.datasets))
 
 
