@@ -32,9 +32,11 @@ def _quiet_libraries(verbose: bool = False, quiet: bool = False) -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*generation flags.*")
+    root = logging.getLogger()
+    ours = not root.handlers  # a host that configured logging (pytest, an application) keeps its handlers
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
-    for handler in logging.getLogger().handlers:
+    for handler in root.handlers if ours else ():
         handler.setLevel(level)
     if verbose:
         logging.getLogger().setLevel(logging.DEBUG)
