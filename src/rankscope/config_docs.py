@@ -17,6 +17,7 @@ stay. Without ``--write`` the generated block is printed.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import io
 import re
@@ -108,6 +109,7 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
+@functools.lru_cache(maxsize=None)
 def _source_comments(model: type[BaseModel]) -> dict[str, str]:
     """``# why`` comments by field name: on the field's own line or the comment lines above it."""
     try:
@@ -136,6 +138,7 @@ def _source_comments(model: type[BaseModel]) -> dict[str, str]:
     return comments
 
 
+@functools.lru_cache(maxsize=None)
 def _docstring_lines(model: type[BaseModel]) -> dict[str, str]:
     """``key: why`` (or ``a / b: why``) lines of the class docstring, with their continuation lines."""
     doc = inspect.cleandoc(model.__doc__ or "")
