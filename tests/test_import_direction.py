@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"train", "evaluate", "analysis"},
     {"sweep"},
     {"report", "tracking"},
-    {"cli"},
+    {"cli", "config_docs"},
 ]
 FOUNDATIONS = LAYERS[0]  # may import each other (atomic raises errors' types)
 #: Readers of a run directory: they must run on a laptop without torch.
@@ -74,8 +74,8 @@ def imports_of(path: Path, source: str | None = None) -> list[Import]:
 def package_of(dotted: str) -> str | None:
     """The top-level rankscope package of a module (``rankscope.sweep.runner`` -> ``sweep``)."""
     parts = dotted.split(".")
-    if parts[0] != "rankscope" or len(parts) < 2:
-        return None
+    if parts[0] != "rankscope" or len(parts) < 2 or parts[1] not in set().union(*LAYERS):
+        return None  # not rankscope, or a name of the root package (rankscope.__version__)
     return parts[1]
 
 

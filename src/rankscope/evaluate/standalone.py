@@ -11,11 +11,12 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from rankscope.config import DatasetSpec, EvalSpec, ModelSpec
+from rankscope.config import DatasetSpec, EvalSpec, ModelSpec, first_error, read_yaml, resolve_dataset_path
 from rankscope.data.registry import load_dataset
 from rankscope.errors import ConfigError, ModelLoadError
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.load import LoadedModel, load_base_model
+from rankscope.models.resolve import resolve_model
 from rankscope.atomic import atomic_write_json
 from rankscope.runstore.arms import ArmPlan
 from rankscope.runstore.writer import EvalTarget, RunWriter
@@ -33,20 +34,17 @@ def read_dataset_list(path: Path) -> list[DatasetSpec]:
     """A YAML list of dataset specs, or a mapping with a ``datasets:`` list."""
     if not path.is_file():
         raise ConfigError(str(path), "datasets file not found", "check the path")
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)  # a YAML syntax error is one line with the line number
     if isinstance(raw, dict):
         raw = raw.get("datasets")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(str(path), "expected a non-empty list of datasets", "write e.g. - {name: capitals}")
     try:
         specs = TypeAdapter(list[DatasetSpec]).validate_python(raw)
-    except ValidationError as error:
-        details = error.errors()[0]
-        key = ".".join(str(p) for p in details["loc"])
-        raise ConfigError(f"{path}: [{key}]", details["msg"]) from None
+    except ValidationError as error:  # the same wording as a config error, with "did you mean"
+        raise first_error(error, str(path), DatasetSpec) from None
     base_dir = path.resolve().parent
-    return [s if s.path is None or Path(s.path).is_absolute() or s.path.startswith("lmeval:")
-            else s.model_copy(update={"path": str((base_dir / s.path).resolve())}) for s in specs]
+    return [resolve_dataset_path(s, base_dir) for s in specs]
 
 
 def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
@@ -55,7 +53,9 @@ def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
     if (arm_dir / "arm.json").is_file():
         run_dir = arm_dir.parent.parent
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        loaded = load_base_model(ModelSpec.model_validate(config["model"]))
+        spec = ModelSpec.model_validate(config["model"])
+        resolve_model(spec)  # an unreachable hub id fails in seconds, not after retries
+        loaded = load_base_model(spec)
         if (arm_dir / "adapter").is_dir():
             from peft import PeftModel
 
@@ -67,10 +67,14 @@ def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
             if any("lm_head" not in key for key in missing):
                 raise ModelLoadError(str(arm_dir), "stored weights do not match the base model", "check the run")
         return loaded, json.loads((arm_dir / "arm.json").read_text())["arm_id"]
-    return load_base_model(ModelSpec(id=model)), "model"
+    spec = ModelSpec(id=model)
+    resolve_model(spec)
+    return load_base_model(spec), "model"
 
 
 def run_eval(job: EvalJob, out: Path, eval_spec: EvalSpec) -> Path:
+    if not (Path(job.model) / "arm.json").is_file():
+        resolve_model(ModelSpec(id=job.model))  # a bad model id fails before any dataset loads
     datasets = {}
     for spec in job.datasets:
         if job.limit is not None:

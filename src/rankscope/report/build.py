@@ -21,6 +21,7 @@ from rankscope.report.analysis_table import analysis_summary_table
 from rankscope.report.document import CompareReport, RunReport
 from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_forgetting, outcome_figures
 from rankscope.report.figures_analysis import analysis_figures
+from rankscope.report.header import example_predictions, one_seed_warning, run_header, units_table
 from rankscope.report.html import render_compare, render_run
 from rankscope.report.recommend import recommend
 from rankscope.runstore.reader import RunStore, load_run
@@ -36,6 +37,11 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     inside = analysis_summary_table(store)
     if inside is not None:
         tables.append(inside)
+    if full:  # header first; example predictions and the legend of units last
+        tables = [run_header(store), *tables, *example_predictions(store), units_table()]
+    warning = one_seed_warning(store)
+    if warning and warning not in store.notes:
+        store.notes.insert(0, warning)
     if full:
         figures = outcome_figures(views) + analysis_figures(store)
     else:

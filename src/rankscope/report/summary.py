@@ -1,25 +1,26 @@
 """Render reports as markdown (summary.md / compare.md): the numbers, diff- and terminal-friendly.
 
-Markdown viewers pass raw HTML through, so data strings are HTML-escaped here too, and the
-characters that would break a pipe table or start markdown markup (| ` * [ ]) are
-backslash-escaped. Figures are linked as files relative to the markdown file.
+Markdown viewers pass raw HTML through, so ``<``, ``>`` and ``&`` in data strings are
+backslash-escaped (CommonMark: a backslash-escaped character is literal text, never a tag or an
+entity), as are the characters that would break a pipe table or start markdown markup
+(| ` * [ ]). A plain-text reader thus sees a backslash before ``<`` rather than ``&lt;``. Figures are linked as
+files relative to the markdown file.
 """
 
 from __future__ import annotations
 
-import html
 
 from rankscope.report.document import CompareReport, RunReport
 from rankscope.report.figures import FigureResult
 from rankscope.report.recommend import Recommendation
 from rankscope.report.tables import Table
 
-_MD_SPECIAL = {c: "\\" + c for c in "|`*[]"}
+_MD_SPECIAL = {c: "\\" + c for c in "|`*[]<>&\\"}
 
 
 def md(value: object) -> str:
     """One line of escaped text, safe in a table cell."""
-    text = html.escape(" ".join(str(value).split()), quote=False)
+    text = " ".join(str(value).split())
     return "".join(_MD_SPECIAL.get(c, c) for c in text)
 
 

@@ -220,7 +220,7 @@ def accuracy_table(view: View) -> Table:
     rows = [[g.label, str(max((e.n_seeds for (k, _), e in view.accuracy.items() if k == g), default=0))]
             + [pct(view.accuracy.get((g, d.name))) for d in view.datasets] for g in view.groups]
     return Table(f"Accuracy (%){_suffix(view)}", ["arm", "seeds"] + [d.name for d in view.datasets], rows,
-                 "mean ± stderr in percentage points; sd = spread over seeds",
+                 "mean ± stderr in percentage points; (sd x) after a value = standard deviation over seeds",
                  [("", 2)] + _spans(view.datasets))
 
 
@@ -260,7 +260,7 @@ def cost_table(view: View) -> Table:
         rows.append([g.label, f"{params:,.0f}" if params is not None else "—", share]
                     + ["—" if c is None else f"{c:,.1f}" if i < 3 else f"{c:.3f}" for i, c in enumerate(cells)])
     return Table(f"Cost{_suffix(view)}", ["arm", "trainable params", "of total", "wall time (s)", "tokens/s",
-                                          "peak memory (MB)", "final loss"], rows, "mean over seeds")
+                                          "peak memory (MiB)", "final loss"], rows, "mean over seeds")
 
 
 def failed_table(store: RunStore) -> Table:

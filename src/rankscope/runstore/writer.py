@@ -32,7 +32,7 @@ class EvalTarget:
 
 
 class RunWriter:
-    """The sweep driver's side of the run directory: the only writer (report.store.RunStore reads it)."""
+    """The sweep driver's side of the run directory: the only writer (runstore.reader reads it)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)

@@ -19,6 +19,7 @@ from rankscope.data.prompts import render_prompt
 from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.arms import apply_lora, make_sft_copy, remove_lora
+from rankscope.models.resolve import peft_base_reference
 from rankscope.sweep.context import SweepContext
 from rankscope.runstore.arms import ArmPlan
 from rankscope.train.loop import train_model
@@ -117,6 +118,10 @@ class ArmRunner:
             training = self._train(arm, model)
             evaluation = evaluate_model(model, base.tokenizer, self._datasets_for(arm), self.context.config.eval)
             analysis = self._analyze(arm, model)
+            # a base model reference peft can resolve (the default model's hub id, not its GGUF folder)
+            adapter_config = model.peft_config["default"]
+            adapter_config.base_model_name_or_path = peft_base_reference(self.context.config.model)
+            adapter_config.revision = self.context.config.model.revision
             model.save_pretrained(arm_dir / "adapter", safe_serialization=True)
         finally:
             self.context.replace_base_model(remove_lora(model))

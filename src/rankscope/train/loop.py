@@ -8,6 +8,7 @@ loops would be confounded (docs/architecture.md, "One pipeline").
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -31,6 +32,8 @@ from rankscope.train.loss import (
     pick_answer_loss,
 )
 from rankscope.train.memory import PeakMemory
+
+log = logging.getLogger(__name__)  # step/loss lines: RUN_DIR/run.log (the CLI's file handler)
 
 
 class TrainingDiverged(RuntimeError):
@@ -156,6 +159,7 @@ def train_model(
             if step == 1 or step % spec.log_every == 0 or step == spec.steps:
                 curve.append((step, round(loss_value, 6)))
                 progress.set_postfix(loss=f"{loss_value:.3f}")
+                log.info("%s step %d/%d loss %.4f", description, step, spec.steps, loss_value)
         wall = time.perf_counter() - started
     model.eval()
     return TrainResult(
