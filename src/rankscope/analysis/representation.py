@@ -10,6 +10,22 @@ Definitions (DESIGN.md, "Definitions"):
   In ``[0, 1]``; invariant to orthogonal transforms and isotropic scaling, not to arbitrary
   invertible linear maps. Identical inputs give exactly 1; a constant (zero-variance) input
   against a non-identical one gives 0 (the ratio is 0/0; we report "no shared variance").
+- debiased CKA (the ``cka`` rows): the same ratio with the unbiased HSIC estimator of Song, Smola,
+  Gretton, Bedo & Borgwardt 2012 (JMLR, "Feature Selection via Dependence Maximization", eq. (5)),
+  as Kornblith et al. 2019 use it for small samples. Plain linear CKA is biased upward when the
+  number of tokens is not much larger than the hidden size; the unbiased estimator is used
+  always (one estimator for every layer and model, and its bias correction vanishes for many
+  tokens), in a feature-space form, ``O(n d^2)``, that never builds the ``n x n`` Gram matrices.
+  It can be slightly negative or above 1 by sampling noise; it is reported as computed.
+- which tokens count (:class:`TokenMask`): only content tokens (question and answer, not chat
+  template; :mod:`rankscope.analysis.probes`) that are not attention sinks. A sink is the first
+  token of each probe (Xiao, Tian, Chen, Han & Lewis 2023, "Efficient Streaming Language Models
+  with Attention Sinks") or a token whose base hidden-state norm at that layer exceeds
+  ``sink_norm_ratio`` x the layer's median norm (massive activations, Sun, Chen, Kolter & Liu
+  2024, "Massive Activations in Large Language Models"). On SmolLM2-135M the first token's norm
+  is ~25,000 against a median of 140-680 in layers 12-29 (ratio 40-180) while content tokens
+  stay under 2.5x the median, so linear CKA over all tokens measures that one token and reads
+  0.9998+ for every arm; ``cka_unmasked`` keeps that former definition for comparison.
 - effective rank of a hidden-state matrix (Roy & Vetterli 2007): ``exp(H(p))``,
   ``p = s / sum(s)`` over the singular values ``s`` of the token-centered matrix ``[n, d]``
   (centering removes the shared mean direction, which otherwise dominates the spectrum of
@@ -23,6 +39,7 @@ transformers returns ``output_hidden_states``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +47,10 @@ from torch import Tensor, nn
 from rankscope.analysis.rows import RepresentationRow
 from rankscope.analysis.spectral import entropy_effective_rank
 
-REPRESENTATION_METRICS = ("cka", "effective_rank")
+REPRESENTATION_METRICS = (
+    "cka", "cka_unmasked", "effective_rank", "cka_tokens", "masked_template", "masked_sink", "arm_outliers",
+)
+DEFAULT_SINK_NORM_RATIO = 5.0
 
 
 def _center(X: Tensor) -> Tensor:
@@ -54,6 +74,92 @@ def linear_cka(X: Tensor, Y: Tensor) -> float:
     if not bool(denom > 0):
         return 0.0
     return float((cross / denom).clamp(0.0, 1.0))
+
+
+def _unbiased_hsic(X: Tensor, Y: Tensor) -> Tensor:
+    """Unbiased linear HSIC (Song et al. 2012, eq. (5)) of ``X [n, d1]``, ``Y [n, d2]`` (float64).
+
+    With ``K = X X^T``, ``L = Y Y^T`` and their diagonals zeroed (``K~``, ``L~``)::
+
+        HSIC_1 = [tr(K~ L~) + (1^T K~ 1)(1^T L~ 1) / ((n-1)(n-2)) - 2/(n-2) 1^T K~ L~ 1] / (n (n-3))
+
+    evaluated without Gram matrices: ``tr(K~ L~) = ||Y^T X||_F^2 - sum_i |x_i|^2 |y_i|^2``,
+    ``K~ 1 = X (X^T 1) - diag(K)``. Needs ``n >= 4``.
+    """
+    n = X.shape[0]
+    kx, ly = (X * X).sum(1), (Y * Y).sum(1)  # [n] diagonals of K and L
+    sx, sy = X.sum(0), Y.sum(0)  # [d1], [d2]
+    trace = torch.linalg.matrix_norm(Y.T @ X) ** 2 - (kx * ly).sum()
+    k1, l1 = X @ sx - kx, Y @ sy - ly  # [n] row sums of K~ and L~
+    total = trace + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1)
+    return total / (n * (n - 3))
+
+
+def debiased_cka(X: Tensor, Y: Tensor) -> float:
+    """Debiased linear CKA (Kornblith et al. 2019 with Song et al. 2012's unbiased HSIC).
+
+    ``HSIC_1(K, L) / sqrt(HSIC_1(K, K) HSIC_1(L, L))`` for ``X [n, d1]``, ``Y [n, d2]``, float64,
+    centered first (the estimator is translation invariant; centering only improves rounding).
+    Exactly 1 for equal inputs; 0 when either side has no variance estimate (denominator <= 0);
+    NaN for fewer than 4 tokens (the estimator is undefined).
+    """
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
+        raise ValueError(f"CKA needs [n, d1] and [n, d2] with the same n, got {tuple(X.shape)} and {tuple(Y.shape)}")
+    if X.shape == Y.shape and torch.equal(X, Y):
+        return 1.0
+    if X.shape[0] < 4:
+        return float("nan")
+    Xc, Yc = _center(X), _center(Y)
+    denom = _unbiased_hsic(Xc, Xc) * _unbiased_hsic(Yc, Yc)
+    if not bool(denom > 0):
+        return 0.0
+    return float(_unbiased_hsic(Xc, Yc) / denom.sqrt())
+
+
+def norm_outliers(X: Tensor, ratio: float) -> Tensor:
+    """``[n]`` bool: rows of ``X [n, d]`` whose L2 norm exceeds ``ratio`` x the median row norm."""
+    norms = X.detach().to(device="cpu", dtype=torch.float64).norm(dim=1)
+    if norms.numel() == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    return norms > ratio * norms.median()
+
+
+@dataclass(frozen=True)
+class TokenMask:
+    """Which real probe tokens enter CKA, effective rank and the attention statistics, per layer.
+
+    ``keep[l]`` is ``[n_tokens]`` bool over the real tokens in :func:`forward_probes` order
+    (probe-major), for hidden-state layer ``l``; attention block ``i`` uses ``keep[i]``, the mask
+    of its input. Computed once from the BASE model's hidden states and applied to the base and
+    every arm: the compared token sets must be identical, and arms are analysed one at a time (a
+    union over arms would change finished arms' rows). An arm that grows a new outlier is visible
+    in its ``arm_outliers`` rows. Counts: ``template`` tokens (not content), ``sink[l]`` tokens
+    masked as sinks that are not already template (first tokens and norm outliers).
+    """
+
+    keep: list[Tensor]
+    template: int
+    sink: list[int]
+    sink_norm_ratio: float = DEFAULT_SINK_NORM_RATIO
+
+    @classmethod
+    def from_base(cls, base_states: Sequence[Tensor], content: Tensor, first: Tensor,
+                  sink_norm_ratio: float = DEFAULT_SINK_NORM_RATIO) -> "TokenMask":
+        """``content``/``first``: ``[n_tokens]`` bool (content token / first token of a probe)."""
+        content, first = content.bool(), first.bool()
+        keep, sink = [], []
+        for X in base_states:
+            if X.shape[0] != content.shape[0]:
+                raise ValueError(f"token mask: {content.shape[0]} tokens but hidden states have {X.shape[0]}")
+            sinks = first | norm_outliers(X, sink_norm_ratio)
+            keep.append(content & ~sinks)
+            sink.append(int((content & sinks).sum()))
+        return cls(keep, int((~content).sum()), sink, sink_norm_ratio)
+
+    @classmethod
+    def everything(cls, n_tokens: int, n_layers: int) -> "TokenMask":
+        """Keep every token (no masking)."""
+        return cls([torch.ones(n_tokens, dtype=torch.bool)] * n_layers, 0, [0] * n_layers, float("inf"))
 
 
 def hidden_effective_rank(X: Tensor, center: bool = True) -> float:
@@ -154,16 +260,41 @@ def representation_drift(
     base_states: Sequence[Tensor],
     arm_states: Sequence[Tensor],
     *,
+    mask: TokenMask | None = None,
     center_effective_rank: bool = True,
 ) -> list[RepresentationRow]:
-    """Rows ``cka`` (arm vs base, same tokens) and ``effective_rank`` (of the arm's states) per layer.
+    """Per hidden-state layer, rows (metric, value):
 
-    ``base_states`` and ``arm_states`` are :func:`collect_hidden_states` outputs on the same probes.
+    - ``cka``: debiased CKA, arm vs base, on the kept tokens of ``mask``;
+    - ``cka_unmasked``: plain linear CKA on every real token (the definition before issue 13);
+    - ``effective_rank``: of the arm's kept tokens;
+    - ``cka_tokens``, ``masked_template``, ``masked_sink``: tokens kept / masked as template /
+      masked as sinks (see :class:`TokenMask`);
+    - ``arm_outliers``: kept tokens that are norm outliers in the ARM's states (a new massive
+      activation the base-derived mask does not cover).
+
+    ``base_states`` and ``arm_states`` are :func:`collect_hidden_states` outputs on the same probes;
+    ``mask=None`` keeps every token.
     """
     if len(base_states) != len(arm_states):
         raise ValueError(f"base has {len(base_states)} hidden-state layers but arm {arm_id!r} has {len(arm_states)}")
+    if mask is None:
+        mask = TokenMask.everything(base_states[0].shape[0] if len(base_states) else 0, len(base_states))
+    if len(mask.keep) != len(base_states):
+        raise ValueError(f"token mask has {len(mask.keep)} layers but there are {len(base_states)} hidden-state layers")
     rows: list[RepresentationRow] = []
     for layer, (X, Y) in enumerate(zip(base_states, arm_states)):
-        rows.append(RepresentationRow(arm_id, layer, "cka", linear_cka(X, Y)))
-        rows.append(RepresentationRow(arm_id, layer, "effective_rank", hidden_effective_rank(Y, center_effective_rank)))
+        keep = mask.keep[layer]
+        Xk, Yk = X[keep], Y[keep]  # [n_kept, hidden]
+        outliers = norm_outliers(Y, mask.sink_norm_ratio) & keep if mask.sink_norm_ratio != float("inf") else keep & False
+        values = {
+            "cka": debiased_cka(Xk, Yk),
+            "cka_unmasked": linear_cka(X, Y),
+            "effective_rank": hidden_effective_rank(Yk, center_effective_rank),
+            "cka_tokens": float(keep.sum()),
+            "masked_template": float(mask.template),
+            "masked_sink": float(mask.sink[layer]),
+            "arm_outliers": float(outliers.sum()),
+        }
+        rows.extend(RepresentationRow(arm_id, layer, metric, value) for metric, value in values.items())
     return rows
