@@ -187,9 +187,10 @@ class AnalysisSpec(Spec):
     probe_max_length: int = Field(default=128, ge=8)
     # probes per analysis forward pass (None: all at once); bounds activation memory
     batch_size: int | None = Field(default=None, gt=0)
-    # attention statistics are reduced this many heads x queries at a time (None: all)
-    head_chunk: int | None = Field(default=None, gt=0)
-    query_chunk: int | None = Field(default=256, gt=0)
+    # attention statistics are reduced this many heads x queries at a time (None: all); the float64
+    # work buffer is batch x head_chunk x query_chunk x probe length
+    head_chunk: int | None = Field(default=4, gt=0)
+    query_chunk: int | None = Field(default=128, gt=0)
     # a token whose base hidden-state norm exceeds this x the layer median is a sink, masked (Sun et al. 2024)
     sink_norm_ratio: float = Field(default=5.0, gt=1)
     # attention_maps.safetensors keeps each layer's mean map over the first this-many tokens
