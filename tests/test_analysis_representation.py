@@ -13,6 +13,7 @@ from rankscope.analysis.representation import (
     _unbiased_hsic,
     debiased_cka,
     hidden_effective_rank,
+    layer_similarity,
     linear_cka,
     norm_outliers,
     representation_drift,
@@ -166,3 +167,21 @@ def test_outlier_rule_finds_a_massive_token_anywhere_and_counts_template_apart()
     arm[50, 1] = 50_000.0  # the arm grows a new outlier the base mask does not cover
     rows = [r for r in representation_drift("a", [base, base], [arm, arm], mask=mask) if r.metric == "arm_outliers"]
     assert [r.value for r in rows] == [1.0, 1.0]
+
+
+def test_shared_product_layer_similarity_equals_the_separate_definitions():
+    X = _planted(3, n=120, d=24) + 4.0  # a massive token and a nonzero mean
+    Y = 0.7 * X + _x(n=120, d=24, seed=4)
+    Y[0, 5] = 20_000.0
+    keep = torch.ones(120, dtype=torch.bool)
+    keep[[0, 7, 8, 50]] = False
+    got = layer_similarity(X, Y, keep)
+    assert got["cka"] == pytest.approx(debiased_cka(X[keep], Y[keep]), rel=1e-9)
+    assert got["cka_unmasked"] == pytest.approx(linear_cka(X, Y), rel=1e-9)
+    assert got["effective_rank"] == pytest.approx(hidden_effective_rank(Y[keep]), rel=1e-6)
+    # different widths (d1 != d2) and nothing masked
+    Z = _x(n=120, d=40, seed=6)
+    every = torch.ones(120, dtype=torch.bool)
+    got = layer_similarity(X, Z, every)
+    assert got["cka"] == pytest.approx(debiased_cka(X, Z), rel=1e-9, abs=1e-12)
+    assert got["cka_unmasked"] == pytest.approx(linear_cka(X, Z), rel=1e-9)

@@ -232,27 +232,39 @@ def attention_sums(
     sums = {name: torch.zeros(h, dtype=f64, device=device) for name in names}
     tiny = torch.finfo(f64).tiny
 
-    def normalized(chunk: Tensor, allowed: Tensor) -> Tensor:
-        p = chunk.to(device=device, dtype=f64) * allowed  # [b, hc, qc, n]
-        total = p.sum(-1, keepdim=True)
-        return torch.where(total > 0, p / total.clamp_min(tiny), 0.0)
+    def rows(chunk: Tensor, select: Tensor, allowed: Tensor) -> Tensor:
+        """``chunk [b, hc, qc, n]`` -> the selected queries' rows ``[hc, m, n]``, float64,
+        restricted to allowed keys and renormalized (an all-zero row stays zero)."""
+        p = chunk.transpose(0, 1)[:, select].to(device=device, dtype=f64) * allowed  # [hc, m, n]
+        return p / p.sum(-1, keepdim=True).clamp_min(tiny)
 
     for q0 in range(0, n, qc):
         q1 = min(n, q0 + qc)
-        allowed = km[:, None, None, :]  # [b, 1, 1, n] real keys
+        weight = qw[:, q0:q1]  # [b, qc]
+        select = weight != 0  # only queries that count are reduced at all
+        if not bool(select.any()):
+            continue
+        w = weight[select]  # [m]
+        allowed = km[:, None, :].expand(b, q1 - q0, n)  # real keys
         if causal:
-            allowed = allowed * (pos[None, :] <= pos[q0:q1, None])  # -> [b, 1, qc, n]
-        weight = qw[:, None, q0:q1]  # [b, 1, qc]
-        dist = (pos[q0:q1, None] - pos[None, :]).abs()  # [qc, n]
+            allowed = allowed * (pos[None, :] <= pos[q0:q1, None])  # [b, qc, n]
+        allowed = allowed[select]  # [m, n]
+        dist = (pos[q0:q1, None] - pos[None, :]).abs().expand(b, q1 - q0, n)[select]  # [m, n]
         for h0 in range(0, h, hc):
             h1 = min(h, h0 + hc)
-            p = normalized(attn[:, h0:h1, q0:q1, :], allowed)  # [b, hc, qc, n]
-            sums["entropy"][h0:h1] += (row_entropy(p) * weight).sum(dim=(0, 2))
-            sums["distance"][h0:h1] += ((p * dist).sum(-1) * weight).sum(dim=(0, 2))
+            p = rows(attn[:, h0:h1, q0:q1, :], select, allowed)  # [hc, m, n]
+            hp = torch.special.entr(p).sum(-1)  # [hc, m] entropy per row (0 log 0 = 0)
+            sums["entropy"][h0:h1] += hp @ w
+            sums["distance"][h0:h1] += (p * dist).sum(-1) @ w
             if base is not None:
-                r = normalized(base[:, h0:h1, q0:q1, :], allowed)
-                sums["js_divergence"][h0:h1] += (row_js_divergence(p, r) * weight).sum(dim=(0, 2))
-                sums["base_entropy"][h0:h1] += (row_entropy(r) * weight).sum(dim=(0, 2))
+                r = rows(base[:, h0:h1, q0:q1, :], select, allowed)
+                hr = torch.special.entr(r).sum(-1)
+                # JS(p, r) = H((p + r)/2) - H(p)/2 - H(r)/2 (Lin 1991), the KL form of
+                # row_js_divergence in one entropy; exactly 0 when p == r
+                js = (torch.special.entr(0.5 * (p + r)).sum(-1) - 0.5 * hp - 0.5 * hr).clamp_min(0.0)
+                sums["js_divergence"][h0:h1] += js @ w
+                sums["base_entropy"][h0:h1] += hr @ w
+                del r
             del p
     out = {name: value.cpu() for name, value in sums.items()}
     out["count"] = qw.sum().cpu()

@@ -76,6 +76,15 @@ def linear_cka(X: Tensor, Y: Tensor) -> float:
     return float((cross / denom).clamp(0.0, 1.0))
 
 
+def _hsic_terms(cross_fro2: Tensor, kx: Tensor, ly: Tensor, k1: Tensor, l1: Tensor) -> Tensor:
+    """Song et al. 2012 eq. (5) from ``||Y^T X||_F^2``, the Gram diagonals ``kx``, ``ly`` [n] and
+    the row sums ``k1``, ``l1`` [n] of the zero-diagonal Gram matrices."""
+    n = kx.shape[0]
+    trace = cross_fro2 - (kx * ly).sum()
+    total = trace + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1)
+    return total / (n * (n - 3))
+
+
 def _unbiased_hsic(X: Tensor, Y: Tensor) -> Tensor:
     """Unbiased linear HSIC (Song et al. 2012, eq. (5)) of ``X [n, d1]``, ``Y [n, d2]`` (float64).
 
@@ -86,13 +95,9 @@ def _unbiased_hsic(X: Tensor, Y: Tensor) -> Tensor:
     evaluated without Gram matrices: ``tr(K~ L~) = ||Y^T X||_F^2 - sum_i |x_i|^2 |y_i|^2``,
     ``K~ 1 = X (X^T 1) - diag(K)``. Needs ``n >= 4``.
     """
-    n = X.shape[0]
     kx, ly = (X * X).sum(1), (Y * Y).sum(1)  # [n] diagonals of K and L
-    sx, sy = X.sum(0), Y.sum(0)  # [d1], [d2]
-    trace = torch.linalg.matrix_norm(Y.T @ X) ** 2 - (kx * ly).sum()
-    k1, l1 = X @ sx - kx, Y @ sy - ly  # [n] row sums of K~ and L~
-    total = trace + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1)
-    return total / (n * (n - 3))
+    k1, l1 = X @ X.sum(0) - kx, Y @ Y.sum(0) - ly  # [n] row sums of K~ and L~
+    return _hsic_terms(torch.linalg.matrix_norm(Y.T @ X) ** 2, kx, ly, k1, l1)
 
 
 def debiased_cka(X: Tensor, Y: Tensor) -> float:
@@ -255,6 +260,61 @@ def collect_hidden_states(
     return hidden
 
 
+def _side(X: Tensor, keep: Tensor) -> dict[str, Tensor]:
+    """One side's pieces: kept tokens centered (``Xk [n_k, d]``), their mean, the masked tokens."""
+    X = X.detach().to(device="cpu", dtype=torch.float64)
+    Xk, Xm = X[keep], X[~keep]
+    mean = Xk.mean(0) if Xk.shape[0] else torch.zeros(X.shape[1], dtype=torch.float64)
+    Xk = Xk - mean
+    return {"k": Xk, "mean": mean, "m": Xm, "sq": (Xk * Xk).sum(1), "sum": Xk.sum(0), "total": X.sum(0)}
+
+
+def _all_token_centered(xy_k: Tensor, a: dict[str, Tensor], b: dict[str, Tensor], n: int) -> Tensor:
+    """``sum_i (a_i - mean_a)(b_i - mean_b)^T`` over ALL tokens from the kept-token centered
+    product ``xy_k = A_k^T B_k`` (``A_k``, ``B_k`` centered on the kept tokens) and the masked tokens."""
+    n_k = a["k"].shape[0]
+    raw = xy_k + n_k * torch.outer(a["mean"], b["mean"]) + a["m"].T @ b["m"]  # sum_i a_i b_i^T
+    return raw - torch.outer(a["total"], b["total"]) / n
+
+
+def layer_similarity(X: Tensor, Y: Tensor, keep: Tensor) -> dict[str, float]:
+    """``cka`` (debiased, kept tokens), ``cka_unmasked`` (linear, all tokens) and ``effective_rank``
+    (of ``Y``'s kept tokens) of base ``X [n, d1]`` vs arm ``Y [n, d2]`` for one layer.
+
+    Equal to :func:`debiased_cka`, :func:`linear_cka` and :func:`hidden_effective_rank` (tested)
+    but sharing the ``d x d`` products between them: the kept-token products serve both CKAs and
+    the effective rank (from the eigenvalues of ``Y_k^T Y_k``, the squared singular values), the
+    masked-token products complete the all-token ones. About half the work of computing the three
+    separately, which the quick preset's analysis time needs.
+    """
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0] or keep.shape != (X.shape[0],):
+        raise ValueError(f"layer_similarity needs [n, d1], [n, d2] and keep [n], got {tuple(X.shape)}, "
+                         f"{tuple(Y.shape)}, {tuple(keep.shape)}")
+    keep = keep.bool()
+    n, n_k = X.shape[0], int(keep.sum())
+    a, b = _side(X, keep), _side(Y, keep)
+    yy_k = b["k"].T @ b["k"]  # [d2, d2]
+    eig = torch.linalg.eigvalsh(yy_k).clamp_min(0.0) if n_k else torch.zeros(1, dtype=torch.float64)
+    out = {"effective_rank": entropy_effective_rank(eig.sqrt().flip(0))}
+    if X.shape == Y.shape and torch.equal(X, Y):
+        return {"cka": 1.0, "cka_unmasked": 1.0, **out}
+    xx_k = a["k"].T @ a["k"]  # [d1, d1]
+    xy_k = a["k"].T @ b["k"]  # [d1, d2]
+    if n_k < 4:
+        out["cka"] = float("nan")
+    else:
+        k1, l1 = a["k"] @ a["sum"] - a["sq"], b["k"] @ b["sum"] - b["sq"]
+        fro2 = lambda M: torch.linalg.matrix_norm(M) ** 2  # noqa: E731
+        hxy = _hsic_terms(fro2(xy_k), a["sq"], b["sq"], k1, l1)
+        denom = _hsic_terms(fro2(xx_k), a["sq"], a["sq"], k1, k1) * _hsic_terms(fro2(yy_k), b["sq"], b["sq"], l1, l1)
+        out["cka"] = float(hxy / denom.sqrt()) if bool(denom > 0) else 0.0
+    cxy = _all_token_centered(xy_k, a, b, n)
+    cxx, cyy = _all_token_centered(xx_k, a, a, n), _all_token_centered(yy_k, b, b, n)
+    denom = torch.linalg.matrix_norm(cxx) * torch.linalg.matrix_norm(cyy)
+    out["cka_unmasked"] = float((torch.linalg.matrix_norm(cxy) ** 2 / denom).clamp(0.0, 1.0)) if bool(denom > 0) else 0.0
+    return {"cka": out["cka"], "cka_unmasked": out["cka_unmasked"], "effective_rank": out["effective_rank"]}
+
+
 def representation_drift(
     arm_id: str,
     base_states: Sequence[Tensor],
@@ -285,12 +345,13 @@ def representation_drift(
     rows: list[RepresentationRow] = []
     for layer, (X, Y) in enumerate(zip(base_states, arm_states)):
         keep = mask.keep[layer]
-        Xk, Yk = X[keep], Y[keep]  # [n_kept, hidden]
         outliers = norm_outliers(Y, mask.sink_norm_ratio) & keep if mask.sink_norm_ratio != float("inf") else keep & False
-        values = {
-            "cka": debiased_cka(Xk, Yk),
-            "cka_unmasked": linear_cka(X, Y),
-            "effective_rank": hidden_effective_rank(Yk, center_effective_rank),
+        if center_effective_rank:
+            values = layer_similarity(X, Y, keep)
+        else:
+            values = {"cka": debiased_cka(X[keep], Y[keep]), "cka_unmasked": linear_cka(X, Y),
+                      "effective_rank": hidden_effective_rank(Y[keep], center=False)}
+        values |= {
             "cka_tokens": float(keep.sum()),
             "masked_template": float(mask.template),
             "masked_sink": float(mask.sink[layer]),
