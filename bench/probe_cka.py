@@ -5,9 +5,10 @@ sft arms and ``adapter/`` for LoRA arms) it rebuilds the sweep's data and base m
 run's config, builds the analysis probes (questions and answers, ``--probe-max-length`` tokens),
 computes the base reference once (hidden states and the template/sink token mask) and prints, per
 hidden-state layer: tokens masked as template and as sinks, and for every chosen arm the new
-``cka`` (debiased, masked) beside ``cka_unmasked`` (plain linear CKA on every real token, which is
-what ``cka`` meant before). A run made with the new code already has both in
-``analysis/representation.csv``; this script is for runs made before, or to try other settings.
+``cka`` (debiased, masked) beside ``unmasked`` (plain linear CKA on every real token, which is
+what ``cka`` meant before, on the same new probes). A run made with the new code already has
+``cka`` in ``analysis/representation.csv``; this script is for runs made before, to see both, or
+to try other settings.
 
 ``--base-only`` needs no arms: it prints the massive-activation statistics of the base model on
 the probes (first-token norm, median norm, largest norm ratio over all real tokens and over the
@@ -27,7 +28,7 @@ import torch
 
 from rankscope.analysis.probe_pass import reference_pass, token_flags
 from rankscope.analysis.probes import build_probes
-from rankscope.analysis.representation import collect_hidden_states, representation_drift
+from rankscope.analysis.representation import collect_hidden_states, linear_cka, representation_drift
 from rankscope.config import RankscopeConfig, load_config
 from rankscope.models.load import load_base_model
 from rankscope.sweep.context import load_sweep_data
@@ -111,8 +112,10 @@ def main() -> None:
         raise SystemExit(f"no finished arms {args.arms} under {args.run_dir}/arms")
     columns: dict[str, dict[tuple[int, str], float]] = {}
     for label, folder in arms.items():
-        rows = representation_drift(label, hidden, _arm_states(base.model, folder, probes), mask=mask)
+        states = _arm_states(base.model, folder, probes)
+        rows = representation_drift(label, hidden, states, mask=mask)
         columns[label] = {(r.layer, r.metric): r.value for r in rows}
+        columns[label] |= {(layer, "cka_unmasked"): linear_cka(X, Y) for layer, (X, Y) in enumerate(zip(hidden, states))}
     header = "layer  tmpl  sink  " + "  ".join(f"{label + ' cka':>12}  {label + ' unmasked':>14}" for label in arms)
     print(header)
     for layer in range(len(hidden)):

@@ -25,7 +25,8 @@ Definitions (DESIGN.md, "Definitions"):
   2024, "Massive Activations in Large Language Models"). On SmolLM2-135M the first token's norm
   is ~25,000 against a median of 140-680 in layers 12-29 (ratio 40-180) while content tokens
   stay under 2.5x the median, so linear CKA over all tokens measures that one token and reads
-  0.9998+ for every arm; ``cka_unmasked`` keeps that former definition for comparison.
+  0.9998+ for every arm (:func:`linear_cka` on every token, the former definition, is kept for
+  comparison: ``bench/probe_cka.py`` prints both).
 - effective rank of a hidden-state matrix (Roy & Vetterli 2007): ``exp(H(p))``,
   ``p = s / sum(s)`` over the singular values ``s`` of the token-centered matrix ``[n, d]``
   (centering removes the shared mean direction, which otherwise dominates the spectrum of
@@ -48,7 +49,7 @@ from rankscope.analysis.rows import RepresentationRow
 from rankscope.analysis.spectral import entropy_effective_rank
 
 REPRESENTATION_METRICS = (
-    "cka", "cka_unmasked", "effective_rank", "cka_tokens", "masked_template", "masked_sink", "arm_outliers",
+    "cka", "effective_rank", "cka_tokens", "masked_template", "masked_sink", "arm_outliers",
 )
 DEFAULT_SINK_NORM_RATIO = 5.0
 
@@ -261,58 +262,44 @@ def collect_hidden_states(
 
 
 def _side(X: Tensor, keep: Tensor) -> dict[str, Tensor]:
-    """One side's pieces: kept tokens centered (``Xk [n_k, d]``), their mean, the masked tokens."""
-    X = X.detach().to(device="cpu", dtype=torch.float64)
-    Xk, Xm = X[keep], X[~keep]
-    mean = Xk.mean(0) if Xk.shape[0] else torch.zeros(X.shape[1], dtype=torch.float64)
-    Xk = Xk - mean
-    return {"k": Xk, "mean": mean, "m": Xm, "sq": (Xk * Xk).sum(1), "sum": Xk.sum(0), "total": X.sum(0)}
-
-
-def _all_token_centered(xy_k: Tensor, a: dict[str, Tensor], b: dict[str, Tensor], n: int) -> Tensor:
-    """``sum_i (a_i - mean_a)(b_i - mean_b)^T`` over ALL tokens from the kept-token centered
-    product ``xy_k = A_k^T B_k`` (``A_k``, ``B_k`` centered on the kept tokens) and the masked tokens."""
-    n_k = a["k"].shape[0]
-    raw = xy_k + n_k * torch.outer(a["mean"], b["mean"]) + a["m"].T @ b["m"]  # sum_i a_i b_i^T
-    return raw - torch.outer(a["total"], b["total"]) / n
+    """One side's pieces: kept tokens centered (``Xk [n_k, d]``), squared row norms, column sums."""
+    Xk = X.detach().to(device="cpu", dtype=torch.float64)[keep]
+    if Xk.shape[0]:
+        Xk = Xk - Xk.mean(0)
+    return {"k": Xk, "sq": (Xk * Xk).sum(1), "sum": Xk.sum(0)}
 
 
 def layer_similarity(X: Tensor, Y: Tensor, keep: Tensor) -> dict[str, float]:
-    """``cka`` (debiased, kept tokens), ``cka_unmasked`` (linear, all tokens) and ``effective_rank``
-    (of ``Y``'s kept tokens) of base ``X [n, d1]`` vs arm ``Y [n, d2]`` for one layer.
+    """``cka`` (debiased, kept tokens) and ``effective_rank`` (of ``Y``'s kept tokens) of base
+    ``X [n, d1]`` vs arm ``Y [n, d2]`` for one layer.
 
-    Equal to :func:`debiased_cka`, :func:`linear_cka` and :func:`hidden_effective_rank` (tested)
-    but sharing the ``d x d`` products between them: the kept-token products serve both CKAs and
-    the effective rank (from the eigenvalues of ``Y_k^T Y_k``, the squared singular values), the
-    masked-token products complete the all-token ones. About half the work of computing the three
-    separately, which the quick preset's analysis time needs.
+    Equal to :func:`debiased_cka` and :func:`hidden_effective_rank` (tested) but sharing the
+    product ``Y_k^T Y_k`` between them (the effective rank from its eigenvalues, the squared
+    singular values, or from the smaller token Gram matrix), which the quick preset's analysis time
+    needs.
     """
     if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0] or keep.shape != (X.shape[0],):
         raise ValueError(f"layer_similarity needs [n, d1], [n, d2] and keep [n], got {tuple(X.shape)}, "
                          f"{tuple(Y.shape)}, {tuple(keep.shape)}")
     keep = keep.bool()
-    n, n_k = X.shape[0], int(keep.sum())
+    n_k = int(keep.sum())
     a, b = _side(X, keep), _side(Y, keep)
     yy_k = b["k"].T @ b["k"]  # [d2, d2]
-    eig = torch.linalg.eigvalsh(yy_k).clamp_min(0.0) if n_k else torch.zeros(1, dtype=torch.float64)
-    out = {"effective_rank": entropy_effective_rank(eig.sqrt().flip(0))}
+    # squared singular values of Y_k: eigenvalues of the smaller of Y_k^T Y_k [d2, d2] and Y_k Y_k^T [n_k, n_k]
+    gram = yy_k if n_k >= yy_k.shape[0] else b["k"] @ b["k"].T
+    eig = torch.linalg.eigvalsh(gram).clamp_min(0.0) if n_k else torch.zeros(1, dtype=torch.float64)
+    effective_rank = entropy_effective_rank(eig.sqrt().flip(0))
     if X.shape == Y.shape and torch.equal(X, Y):
-        return {"cka": 1.0, "cka_unmasked": 1.0, **out}
+        return {"cka": 1.0, "effective_rank": effective_rank}
+    if n_k < 4:
+        return {"cka": float("nan"), "effective_rank": effective_rank}
     xx_k = a["k"].T @ a["k"]  # [d1, d1]
     xy_k = a["k"].T @ b["k"]  # [d1, d2]
-    if n_k < 4:
-        out["cka"] = float("nan")
-    else:
-        k1, l1 = a["k"] @ a["sum"] - a["sq"], b["k"] @ b["sum"] - b["sq"]
-        fro2 = lambda M: torch.linalg.matrix_norm(M) ** 2  # noqa: E731
-        hxy = _hsic_terms(fro2(xy_k), a["sq"], b["sq"], k1, l1)
-        denom = _hsic_terms(fro2(xx_k), a["sq"], a["sq"], k1, k1) * _hsic_terms(fro2(yy_k), b["sq"], b["sq"], l1, l1)
-        out["cka"] = float(hxy / denom.sqrt()) if bool(denom > 0) else 0.0
-    cxy = _all_token_centered(xy_k, a, b, n)
-    cxx, cyy = _all_token_centered(xx_k, a, a, n), _all_token_centered(yy_k, b, b, n)
-    denom = torch.linalg.matrix_norm(cxx) * torch.linalg.matrix_norm(cyy)
-    out["cka_unmasked"] = float((torch.linalg.matrix_norm(cxy) ** 2 / denom).clamp(0.0, 1.0)) if bool(denom > 0) else 0.0
-    return {"cka": out["cka"], "cka_unmasked": out["cka_unmasked"], "effective_rank": out["effective_rank"]}
+    k1, l1 = a["k"] @ a["sum"] - a["sq"], b["k"] @ b["sum"] - b["sq"]  # row sums of the zero-diagonal Grams
+    fro2 = lambda M: torch.linalg.matrix_norm(M) ** 2  # noqa: E731
+    hxy = _hsic_terms(fro2(xy_k), a["sq"], b["sq"], k1, l1)
+    denom = _hsic_terms(fro2(xx_k), a["sq"], a["sq"], k1, k1) * _hsic_terms(fro2(yy_k), b["sq"], b["sq"], l1, l1)
+    return {"cka": float(hxy / denom.sqrt()) if bool(denom > 0) else 0.0, "effective_rank": effective_rank}
 
 
 def representation_drift(
@@ -326,7 +313,6 @@ def representation_drift(
     """Per hidden-state layer, rows (metric, value):
 
     - ``cka``: debiased CKA, arm vs base, on the kept tokens of ``mask``;
-    - ``cka_unmasked``: plain linear CKA on every real token (the definition before issue 13);
     - ``effective_rank``: of the arm's kept tokens;
     - ``cka_tokens``, ``masked_template``, ``masked_sink``: tokens kept / masked as template /
       masked as sinks (see :class:`TokenMask`);
@@ -349,8 +335,7 @@ def representation_drift(
         if center_effective_rank:
             values = layer_similarity(X, Y, keep)
         else:
-            values = {"cka": debiased_cka(X[keep], Y[keep]), "cka_unmasked": linear_cka(X, Y),
-                      "effective_rank": hidden_effective_rank(Y[keep], center=False)}
+            values = {"cka": debiased_cka(X[keep], Y[keep]), "effective_rank": hidden_effective_rank(Y[keep], center=False)}
         values |= {
             "cka_tokens": float(keep.sum()),
             "masked_template": float(mask.template),
