@@ -49,8 +49,8 @@ class AnalysisOptions:
     energy_ks: tuple[int, ...] = DEFAULT_ENERGY_KS
     map_max_len: int = DEFAULT_MAP_MAX_LEN
     batch_size: int | None = None
-    head_chunk: int | None = None
-    query_chunk: int | None = None
+    head_chunk: int | None = 4
+    query_chunk: int | None = 128
     sink_norm_ratio: float = DEFAULT_SINK_NORM_RATIO
     #: torch CPU threads for the SVD-heavy spectral step (None: leave torch's setting). Default 1:
     #: on the shared 2-core dev box the 210 SVDs of SmolLM2-135M's base weights took 12 s with
@@ -170,7 +170,8 @@ def analyze_arm(
         probes: the same probes the reference was computed on.
         spec: the config's ``AnalysisSpec`` (or a mapping / :class:`AnalysisOptions`); reads
             ``enabled``, ``intruders``, ``intruder_k``, ``intruder_threshold``, ``energy_ks``,
-            ``map_max_len``, ``batch_size``, ``head_chunk``, ``query_chunk`` where present. ``enabled=False`` returns an empty result.
+            ``map_max_len``, ``batch_size``, ``head_chunk``, ``query_chunk`` where present.
+            ``enabled=False`` returns an empty result.
 
     Returns:
         :class:`~rankscope.analysis.rows.ArmAnalysis` (numpy only) for

@@ -331,11 +331,12 @@ def representation_drift(
     rows: list[RepresentationRow] = []
     for layer, (X, Y) in enumerate(zip(base_states, arm_states)):
         keep = mask.keep[layer]
-        outliers = norm_outliers(Y, mask.sink_norm_ratio) & keep if mask.sink_norm_ratio != float("inf") else keep & False
+        outliers = norm_outliers(Y, mask.sink_norm_ratio) & keep  # all False when the ratio is inf
         if center_effective_rank:
             values = layer_similarity(X, Y, keep)
         else:
-            values = {"cka": debiased_cka(X[keep], Y[keep]), "effective_rank": hidden_effective_rank(Y[keep], center=False)}
+            values = {"cka": debiased_cka(X[keep], Y[keep]),
+                      "effective_rank": hidden_effective_rank(Y[keep], center=False)}
         values |= {
             "cka_tokens": float(keep.sum()),
             "masked_template": float(mask.template),
