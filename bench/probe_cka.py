@@ -116,7 +116,7 @@ def main() -> None:
         rows = representation_drift(label, hidden, states, mask=mask)
         columns[label] = {(r.layer, r.metric): r.value for r in rows}
         columns[label] |= {(layer, "cka_unmasked"): linear_cka(X, Y) for layer, (X, Y) in enumerate(zip(hidden, states))}
-    header = "layer  tmpl  sink  " + "  ".join(f"{label + ' cka':>12}  {label + ' unmasked':>14}" for label in arms)
+    header = "layer  tmpl  sink  " + "  ".join(f"{label + '_cka':>12}  {label + '_unmasked':>14}" for label in arms)
     print(header)
     for layer in range(len(hidden)):
         cells = "  ".join(f"{columns[label][(layer, 'cka')]:12.6f}  {columns[label][(layer, 'cka_unmasked')]:14.7f}"
