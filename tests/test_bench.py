@@ -38,3 +38,47 @@ def test_eval_mc_matches_lm_eval_predictions(tiny_model_dir, tmp_path, monkeypat
                                    "--n", "12"], monkeypatch, capsys)
     assert "predictions that differ: 0 of 12" in out
     assert out.strip().splitlines()[-1].startswith("speedup:")
+
+
+def test_probe_cka_reads_finished_arms_of_a_run_directory(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """An sft arm saved with the base weights reads CKA exactly 1 in every layer; a LoRA arm with
+    a nonzero update reads below 1 somewhere (the script really loads each arm's weights)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from rankscope.config import config_from_dict, dump_config
+    from rankscope.models.arms import apply_lora
+    from rankscope.models.load import load_base_model
+
+    config = config_from_dict({"model": {"id": str(tiny_model_dir)},
+                               "data": {"train": [{"name": "arith_chain", "n_train": 8, "n_test": 8}]},
+                               "analysis": {"probe_size": 2, "probe_max_length": 48}})
+    run = tmp_path / "run"
+    (run / "arms" / "sft").mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_config(config))
+    base = load_base_model(config.model)
+    state, seen = {}, set()
+    for name, tensor in base.model.state_dict().items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            state[name] = tensor.contiguous()
+    save_file(state, str(run / "arms" / "sft" / "model.safetensors"))
+    (run / "arms" / "sft" / "arm.json").write_text(json.dumps({"method": "sft", "rank": None, "status": "done"}))
+    lora = apply_lora(base.model, config.arms.lora, 4, 0)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    lora.save_pretrained(run / "arms" / "r4" / "adapter", safe_serialization=True)
+    (run / "arms" / "r4" / "arm.json").write_text(json.dumps({"method": "lora", "rank": 4, "status": "done"}))
+    out = run_bench("probe_cka.py", [str(run), "--arms", "sft", "r4"], monkeypatch, capsys)
+    lines = out.strip().splitlines()
+    header = lines[1].split()
+    table = [line.split() for line in lines[2:]]
+    assert len(table) == 3  # embeddings + 2 blocks
+    sft = [float(row[header.index("sft_cka")]) for row in table]
+    assert sft == [1.0, 1.0, 1.0]
+    r4 = [float(row[header.index("r4_cka")]) for row in table]
+    assert min(r4) < 1.0

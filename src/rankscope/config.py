@@ -261,8 +261,19 @@ class AnalysisSpec(Spec):
     """
 
     enabled: bool = True
-    probe_size: int = Field(default=16, gt=0)
-    probe_max_length: int = Field(default=64, ge=8)
+    probe_size: int = Field(default=16, gt=0)  # probes: dialogues of evaluated questions + answers
+    # tokens per probe; >= 128 so the content, not the chat template, fills it (issue 13)
+    probe_max_length: int = Field(default=128, ge=8)
+    # probes per analysis forward pass (None: all at once); bounds activation memory
+    batch_size: int | None = Field(default=None, gt=0)
+    # attention statistics are reduced this many heads x queries at a time (None: all); the float64
+    # work buffer is batch x head_chunk x query_chunk x probe length
+    head_chunk: int | None = Field(default=4, gt=0)
+    query_chunk: int | None = Field(default=128, gt=0)
+    # a token whose base hidden-state norm exceeds this x the layer median is a sink, masked (Sun et al. 2024)
+    sink_norm_ratio: float = Field(default=5.0, gt=1)
+    # attention_maps.safetensors keeps each layer's mean map over the first this-many tokens
+    map_max_len: int = Field(default=64, ge=1)
     intruders: bool = True
     intruder_k: int = Field(default=10, gt=0)
     intruder_threshold: float = Field(default=0.5, gt=0, lt=1)

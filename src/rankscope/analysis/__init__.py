@@ -2,9 +2,14 @@
 
 - :mod:`~rankscope.analysis.spectral` — singular values of ``dW`` (LoRA from its factors), norms,
   ranks, energy, intruder dimensions (Shuttleworth et al. 2024);
-- :mod:`~rankscope.analysis.representation` — linear CKA vs the base (Kornblith et al. 2019),
-  hidden-state effective rank (Roy & Vetterli 2007);
-- :mod:`~rankscope.analysis.attention` — per-head entropy, distance, change vs base, heatmaps;
+- :mod:`~rankscope.analysis.probes` — probes: question/answer dialogues with a content mask;
+- :mod:`~rankscope.analysis.representation` — debiased CKA vs the base (Kornblith et al. 2019;
+  Song et al. 2012) on content tokens, sinks masked (:class:`TokenMask`), hidden-state effective
+  rank (Roy & Vetterli 2007);
+- :mod:`~rankscope.analysis.attention` — per-head entropy, distance, change vs base, heatmaps,
+  reduced in chunks of heads and queries;
+- :mod:`~rankscope.analysis.probe_pass` — one hooked forward per model: attention reduced layer by
+  layer, never all layers at once;
 - :mod:`~rankscope.analysis.pipeline` — :class:`BaseReference` (once per sweep) and
   :func:`analyze_arm` (per arm).
 

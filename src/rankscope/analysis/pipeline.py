@@ -25,8 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rankscope.analysis.attention import DEFAULT_MAP_MAX_LEN, attention_structure, eager_attention
-from rankscope.analysis.representation import forward_probes, representation_drift
+from rankscope.analysis.attention import DEFAULT_MAP_MAX_LEN
+from rankscope.analysis.probe_pass import analyze_probes, reference_pass
+from rankscope.analysis.probes import Probes
+from rankscope.analysis.representation import DEFAULT_SINK_NORM_RATIO, TokenMask
 from rankscope.runstore.analysis_rows import ArmAnalysis
 from rankscope.analysis.spectral import (
     DEFAULT_ENERGY_KS,
@@ -34,43 +36,6 @@ from rankscope.analysis.spectral import (
     snapshot_block_weights,
     weight_update_spectra,
 )
-
-
-def probe_states(model: nn.Module, probes: "Probes", batch_size: int | None) -> tuple[list[Tensor], list[Tensor]]:
-    """Hidden states (per layer ``[n_tokens, hidden]``) and attentions (per layer
-    ``[b, heads, n, n]``) on the probes, through the eager attention path that returns weights."""
-    with eager_attention(model):
-        hidden, attn = forward_probes(model, probes.input_ids, probes.attention_mask,
-                                      hidden_states=True, attentions=True, batch_size=batch_size)
-    assert hidden is not None and attn is not None
-    return hidden, attn
-
-
-@dataclass(frozen=True)
-class Probes:
-    """Tokenized probe prompts: ``input_ids [b, n]`` (long), ``attention_mask [b, n]`` (1 = real)."""
-
-    input_ids: Tensor
-    attention_mask: Tensor
-
-    @classmethod
-    def of(cls, probes: Any) -> "Probes":
-        """Accept a :class:`Probes`, a mapping with ``input_ids``/``attention_mask``, or a pair."""
-        if isinstance(probes, Probes):
-            return probes
-        if isinstance(probes, Mapping) or hasattr(probes, "keys"):
-            ids, mask = probes["input_ids"], probes.get("attention_mask")
-        elif isinstance(probes, (tuple, list)) and len(probes) == 2:
-            ids, mask = probes
-        else:
-            ids, mask = getattr(probes, "input_ids", None), getattr(probes, "attention_mask", None)
-        if ids is None:
-            raise ValueError("probes need input_ids [b, n] (and attention_mask [b, n])")
-        ids = torch.as_tensor(ids).to("cpu")
-        mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask).to("cpu")
-        if ids.ndim != 2 or ids.shape != mask.shape:
-            raise ValueError(f"probes: input_ids {tuple(ids.shape)} and attention_mask {tuple(mask.shape)} must both be [b, n]")
-        return cls(ids.long(), mask.long())
 
 
 @dataclass
@@ -84,6 +49,9 @@ class AnalysisOptions:
     energy_ks: tuple[int, ...] = DEFAULT_ENERGY_KS
     map_max_len: int = DEFAULT_MAP_MAX_LEN
     batch_size: int | None = None
+    head_chunk: int | None = 4
+    query_chunk: int | None = 128
+    sink_norm_ratio: float = DEFAULT_SINK_NORM_RATIO
     #: torch CPU threads for the SVD-heavy spectral step (None: leave torch's setting). Default 1:
     #: on the shared 2-core dev box the 210 SVDs of SmolLM2-135M's base weights took 12 s with
     #: 1 thread and 559 s with 2 (multi-threaded LAPACK under oversubscription); on an idle
@@ -130,7 +98,9 @@ class BaseReference:
 
     - ``probes``: the probes it was computed on (``analyze_arm`` checks they are the same);
     - ``hidden_states``: per layer ``[n_tokens, hidden]`` (layer 0 = embeddings);
-    - ``attentions``: per layer ``[b, heads, n, n]``;
+    - ``attentions``: per layer ``[b, heads, n, n]`` float32 CPU (for ``js_divergence``);
+    - ``token_mask``: the tokens CKA and attention statistics use (:class:`TokenMask`, from the
+      base's hidden states: template and sink tokens masked);
     - ``weights``: CPU float32 snapshot of the block projection weights, state-dict keys
       (``model.layers.0.self_attn.q_proj.weight``), ``[d_out, d_in]``;
     - ``left_singular_vectors``: module name -> ``U0 [d_out, min(d_out, d_in)]`` of each base
@@ -143,6 +113,7 @@ class BaseReference:
     weights: dict[str, Tensor]
     left_singular_vectors: dict[str, Tensor] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    token_mask: TokenMask | None = None
 
     @classmethod
     def compute(
@@ -153,6 +124,7 @@ class BaseReference:
         intruders: bool = True,
         batch_size: int | None = None,
         spectral_threads: int | None = 1,
+        sink_norm_ratio: float = DEFAULT_SINK_NORM_RATIO,
     ) -> "BaseReference":
         """Base hidden states, attentions and weight snapshot (plus ``W_0``'s SVD for intruders).
 
@@ -165,7 +137,8 @@ class BaseReference:
         t0 = time.perf_counter()
         disable = getattr(base_model, "disable_adapter", None)
         with disable() if callable(disable) else nullcontext():
-            hidden, attn = probe_states(base_model, probes, batch_size)
+            hidden, attn, token_mask, _ = reference_pass(base_model, probes, batch_size=batch_size,
+                                                         sink_norm_ratio=sink_norm_ratio)
         timings["forward_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         weights = snapshot_block_weights(base_model)
@@ -177,7 +150,7 @@ class BaseReference:
                 U = {key[: -len(".weight")]: left_singular_vectors(W) for key, W in weights.items()}
             timings["base_svd_s"] = time.perf_counter() - t0
         assert hidden is not None and attn is not None
-        return cls(probes, hidden, attn, weights, U, timings)
+        return cls(probes, hidden, attn, weights, U, timings, token_mask)
 
 
 def analyze_arm(
@@ -197,7 +170,8 @@ def analyze_arm(
         probes: the same probes the reference was computed on.
         spec: the config's ``AnalysisSpec`` (or a mapping / :class:`AnalysisOptions`); reads
             ``enabled``, ``intruders``, ``intruder_k``, ``intruder_threshold``, ``energy_ks``,
-            ``map_max_len``, ``batch_size`` where present. ``enabled=False`` returns an empty result.
+            ``map_max_len``, ``batch_size``, ``head_chunk``, ``query_chunk`` where present.
+            ``enabled=False`` returns an empty result.
 
     Returns:
         :class:`~rankscope.runstore.analysis_rows.ArmAnalysis` (numpy only) for
@@ -211,7 +185,7 @@ def analyze_arm(
         return result
     probes = Probes.of(probes)
     ref = base_reference.probes
-    if not (torch.equal(probes.input_ids, ref.input_ids) and torch.equal(probes.attention_mask, ref.attention_mask)):
+    if not probes.equals(ref):
         raise ValueError(
             f"arm {arm_id!r}: the probes differ from those of the base reference; "
             "compute BaseReference once with the sweep's probes and pass the same probes to every arm"
@@ -235,15 +209,14 @@ def analyze_arm(
     result.timings["spectral_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    hidden, attn = probe_states(model, probes, options.batch_size)
-    result.timings["forward_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    result.representation = representation_drift(arm_id, base_reference.hidden_states, hidden)
-    result.attention, result.attention_maps = attention_structure(
-        arm_id, base_reference.attentions, attn, probes.attention_mask, map_max_len=options.map_max_len
-    )
-    result.timings["drift_s"] = time.perf_counter() - t0
+    mask = base_reference.token_mask or TokenMask.everything(int(probes.attention_mask.sum()),
+                                                             len(base_reference.hidden_states))
+    probed = analyze_probes(arm_id, model, probes, base_reference.hidden_states, base_reference.attentions, mask,
+                            batch_size=options.batch_size, head_chunk=options.head_chunk,
+                            query_chunk=options.query_chunk, map_max_len=options.map_max_len)
+    result.representation, result.attention = probed.representation, probed.attention
+    result.attention_maps = probed.attention_maps
+    result.timings["probes_s"] = time.perf_counter() - t0
     return result
 
 

@@ -4,7 +4,7 @@ They read analysis/ in the store (spectral.csv, representation.csv, attention.cs
 singular_values.safetensors, attention_maps.safetensors). Metric names follow the analysis
 package: ``effective_rank`` (entropy of normalised singular values; Roy & Vetterli 2007),
 ``stable_rank`` (||dW||_F^2 / ||dW||_2^2), any metric starting with ``intruder`` (intruder
-dimensions; Shuttleworth et al. 2024), ``cka`` (linear CKA vs base; Kornblith et al. 2019) and
+dimensions; Shuttleworth et al. 2024), ``cka`` (debiased CKA vs base on masked probes; Kornblith et al. 2019) and
 ``entropy`` / ``entropy_change`` (attention entropy per head). Values are averaged over seeds,
 and over layers and modules where a figure shows one number per arm. Analysis runs for the
 whole sweep, so these figures are per run, not per training set.
@@ -116,8 +116,9 @@ def spectrum_decay(store: RunStore, max_index: int = 64) -> FigureResult:
 
 
 def cka_heatmap(store: RunStore) -> FigureResult:
-    name, title = "cka_drift", "Representation drift (linear CKA vs base)"
-    caption = "Linear CKA between base and arm hidden states per layer (1 = unchanged); mean over seeds."
+    name, title = "cka_drift", "Representation drift (debiased CKA vs base)"
+    caption = ("Debiased CKA between base and arm hidden states per layer on question/answer tokens, "
+               "template and attention-sink tokens masked (1 = unchanged); mean over seeds.")
     groups = {g: rows for g, rows in _by_group(store, store.representation, lambda m: m == "cka").items()
               if g.method != "base"}
     if not groups:

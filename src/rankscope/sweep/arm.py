@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import save_file
 
 from rankscope.analysis import BaseReference, analyze_arm
+from rankscope.analysis.probes import Probes
+from rankscope.analysis.probes import build_probes as build_analysis_probes
 from rankscope.runstore.analysis_rows import ArmAnalysis
-from rankscope.data.prompts import render_prompt
 from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.arms import apply_lora, make_sft_copy, remove_lora
@@ -34,22 +35,13 @@ class ArmOutput:
     analysis: ArmAnalysis | None = None
 
 
-def build_probes(context: SweepContext) -> dict[str, torch.Tensor]:
-    """Probe prompts for the analysis: the first questions of every evaluated set, round robin,
-    rendered in the sweep's prompt format; fixed by the data seed, so every arm sees the same."""
+def build_probes(context: SweepContext) -> Probes:
+    """Probes for the analysis: dialogues of the evaluated sets' questions and answers, round robin
+    (rankscope.analysis.probes); fixed by the data seed, so every arm sees the same."""
     spec = context.config.analysis
-    tokenizer = context.base.tokenizer
     pools = [dataset.test for dataset in context.data.evaluated.values()]
-    questions: list[str] = []
-    index = 0
-    while len(questions) < spec.probe_size and any(index < len(pool) for pool in pools):
-        for pool in pools:
-            if index < len(pool) and len(questions) < spec.probe_size:
-                questions.append(render_prompt(tokenizer, pool[index].question))
-        index += 1
-    encoded = tokenizer(questions, add_special_tokens=False, truncation=True, max_length=spec.probe_max_length,
-                        padding=True, return_tensors="pt")
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    return build_analysis_probes(context.base.tokenizer, pools, size=spec.probe_size,
+                                 max_length=spec.probe_max_length)
 
 
 class ArmRunner:
@@ -57,7 +49,7 @@ class ArmRunner:
 
     def __init__(self, context: SweepContext):
         self.context = context
-        self._probes: dict[str, torch.Tensor] | None = None
+        self._probes: Probes | None = None
         self._reference: BaseReference | None = None
 
     def _datasets_for(self, arm: ArmPlan) -> dict[str, LoadedDataset]:
@@ -74,7 +66,9 @@ class ArmRunner:
             spec = self.context.config.analysis
             self._reference = BaseReference.compute(self.context.base.model, self._probes,
                                                     intruders=spec.intruders,
-                                                    spectral_threads=spec.spectral_threads)
+                                                    batch_size=spec.batch_size,
+                                                    spectral_threads=spec.spectral_threads,
+                                                    sink_norm_ratio=spec.sink_norm_ratio)
         return self._reference
 
     def _analyze(self, arm: ArmPlan, model: torch.nn.Module) -> ArmAnalysis | None:
