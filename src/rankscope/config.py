@@ -166,6 +166,17 @@ class TrainSpec(Spec):
     # output head only where an answer token is predicted; the loss is unchanged (checked on the
     # first batch, with a fallback to padded batches). false = always padded batches.
     shared_prefix: bool = True
+    # Same for every arm (rankscope.train.precision): bf16 matmuls with fp32 master weights and
+    # AdamW state, or plain fp32. auto = bf16-mixed on a bf16 GPU, fp32 on CPU.
+    precision: Literal["auto", "fp32", "bf16-mixed"] = "auto"
+    # Recompute activations in the backward pass to save memory (slower steps). auto = on when
+    # `rankscope plan` finds the arm does not fit the device without it.
+    gradient_checkpointing: Literal["auto", "true", "false"] = "auto"
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _checkpointing_bool(cls, value: Any) -> Any:
+        return str(value).lower() if isinstance(value, bool) else value
 
 
 class EvalSpec(Spec):
