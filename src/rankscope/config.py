@@ -212,6 +212,13 @@ class SweepSpec(Spec):
     sft_gpus: float | None = Field(default=None, ge=0)
     cpus_per_arm: float = Field(default=1.0, gt=0)
     save_weights: bool = True  # sft arms: full weights as safetensors (adapters are always saved)
+    # Full fine-tuning beside the resident base needs a second copy of the model; `reload` frees
+    # the base for the sft arm and loads it again afterwards. auto = reload when `rankscope plan`
+    # finds the copy does not fit.
+    sft_base_copy: Literal["auto", "keep", "reload"] = "auto"
+    # Ray: where workers write large arm files (sft weights) instead of sending them through the
+    # object store; None = the run directory (it must be reachable from every node).
+    shared_path: str | None = None
 
 
 # --- experiment tracking (rankscope.tracking; optional extra rankscope[mlflow]) ---------------

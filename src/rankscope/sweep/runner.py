@@ -72,6 +72,11 @@ def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOu
         # Data and model problems stop the sweep before any arm starts: they would fail every arm.
         _ = context.data
         if config.sweep.executor == "local":
+            # Every arm must fit this device (rankscope.plan), or the sweep does not start. Ray
+            # workers make the same check on their own device when their arm begins.
+            from rankscope.plan import preflight
+
+            context.plan.update({e.arm_id: e for e in preflight(config, pending)})
             _ = context.base
         else:
             resolve_model_source(config.model)

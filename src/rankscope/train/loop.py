@@ -134,10 +134,14 @@ def set_gradient_checkpointing(model: nn.Module, enabled: bool) -> None:
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not getattr(target, "supports_gradient_checkpointing", False):
         return
+    # transformers >= 5.2x names it activation checkpointing; older 5.x only gradient checkpointing.
     if enabled:
-        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(target, "activation_checkpointing_enable"):
+            target.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     elif any(getattr(module, "gradient_checkpointing", False) for module in target.modules()):
-        target.gradient_checkpointing_disable()
+        (getattr(target, "activation_checkpointing_disable", None) or target.gradient_checkpointing_disable)()
 
 
 def train_model(

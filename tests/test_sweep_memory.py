@@ -1,0 +1,46 @@
+"""Memory policies of the sweep: the base reloaded around full fine-tuning, gradient checkpointing,
+and the per-arm memory fields of train.json. Each changes memory only, never what an arm learns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rankscope.config import config_from_dict
+from rankscope.sweep.runner import run_sweep
+
+
+def config(model_dir, train=None, sweep=None):
+    return config_from_dict({
+        "name": "memory",
+        "model": {"id": str(model_dir)},
+        "data": {"train": [{"name": "arith_chain", "n_train": 16, "n_test": 4}]},
+        "arms": {"sft": True, "lora": {"ranks": [2]}, "seeds": [0]},
+        "train": {"steps": 3, "batch_size": 4, "max_length": 64, **(train or {})},
+        "eval": {"batch_size": 8, "max_new_tokens": 4},
+        "analysis": {"enabled": False},
+        "sweep": sweep or {},
+    })
+
+
+def training(run_dir, outcome):
+    return {arm.method: json.loads((run_dir / "arms" / arm.arm_id / "train.json").read_text())
+            for arm in outcome.arms if arm.method != "base"}
+
+
+def test_reload_and_checkpointing_train_the_same_arms_as_the_defaults(tiny_model_dir, tmp_path):
+    keep = run_sweep(config(tiny_model_dir, sweep={"sft_base_copy": "keep"}), tmp_path / "keep", announce=lambda *_: None)
+    other = run_sweep(config(tiny_model_dir, train={"gradient_checkpointing": True}, sweep={"sft_base_copy": "reload"}),
+                      tmp_path / "other", announce=lambda *_: None)
+    assert not keep.failed and not other.failed
+    assert [a.arm_id for a in keep.arms] == [a.arm_id for a in other.arms]  # memory settings are not in the id
+    a, b = training(tmp_path / "keep", keep), training(tmp_path / "other", other)
+    for method in ("sft", "lora"):
+        assert b[method]["gradient_checkpointing"] and not a[method]["gradient_checkpointing"]
+        for (step_a, loss_a), (step_b, loss_b) in zip(a[method]["loss_curve"], b[method]["loss_curve"]):
+            assert step_a == step_b and loss_a == pytest.approx(loss_b, rel=1e-4, abs=1e-5)
+        for record in (a[method], b[method]):
+            assert record["precision"]["recipe"] == "fp32"
+            assert record["peak_memory_total_mb"] >= record["peak_memory_arm_mb"] >= 0
+            assert record["peak_memory_mb"] == record["peak_memory_total_mb"]
