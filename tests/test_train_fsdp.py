@@ -1,42 +1,52 @@
-"""Sharded full fine-tuning (FSDP2 on 2 gloo processes, CPU) learns what one process learns."""
+"""Sharded full fine-tuning (FSDP2 on 2 gloo processes, CPU) learns what one process learns.
+
+Runs the sft arm of a tiny sweep twice, unsharded and with ``sweep.sft_gpus: 2`` (torchrun, two
+CPU ranks): the loss curves and the saved weights must agree.
+"""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from rankscope.config import ModelSpec, TrainSpec
-from rankscope.data.types import Example
-from rankscope.models.arms import make_sft_copy
-from rankscope.train.fsdp import WEIGHTS_FILE, ShardedJob, launch_sharded
-from rankscope.train.loop import encode_examples, train_model
-
-EXAMPLES = [Example(question=f"Mia has {a} apples and buys {b} more. How many apples?", answer=str(a + b))
-            for a in range(2, 10) for b in range(2, 6)]
-SPEC = TrainSpec(steps=6, batch_size=8, max_length=64, log_every=1, shared_prefix=False, lr={"sft": 1e-3})
+from rankscope.config import config_from_dict
+from rankscope.sweep.runner import run_sweep
 
 
-def test_fsdp_two_processes_match_one(tiny_model_dir, tiny, tmp_path):
-    encoded = encode_examples(tiny.tokenizer, EXAMPLES, 64)
-    pad = tiny.tokenizer.pad_token_id
-    single_model = make_sft_copy(tiny.model)
-    single = train_model(single_model, encoded, SPEC, lr=1e-3, seed=0, pad_token_id=pad)
-    job = ShardedJob(model=ModelSpec(id=str(tiny_model_dir)).model_dump(), train=SPEC.model_dump(), lr=1e-3, seed=0,
-                     pad_token_id=pad, precision="fp32", gradient_checkpointing=False,
-                     encoded=[(e.input_ids, e.labels) for e in encoded], out_dir=str(tmp_path / "sharded"))
-    sharded = launch_sharded(job, nproc=2, timeout_s=240)
-    assert sharded["sharded"]["world_size"] == 2
-    steps = [s for s, _ in single.loss_curve]
-    assert [s for s, _ in sharded["loss_curve"]] == steps
-    for (_, a), (_, b) in zip(single.loss_curve, sharded["loss_curve"]):
+def sft_only(model_dir, **sweep):
+    return config_from_dict({
+        "name": "fsdp",
+        "model": {"id": str(model_dir)},
+        "data": {"train": [{"name": "arith_chain", "n_train": 24, "n_test": 4}]},
+        "arms": {"sft": True, "lora": None, "seeds": [0]},
+        "train": {"steps": 6, "batch_size": 8, "max_length": 64, "log_every": 1, "lr": {"sft": 1e-3}},
+        "eval": {"batch_size": 8, "max_new_tokens": 4},
+        "analysis": {"enabled": False},
+        "sweep": sweep,
+    })
+
+
+def sft_arm(run_dir, outcome):
+    arm = next(a for a in outcome.arms if a.method == "sft")
+    folder = run_dir / "arms" / arm.arm_id
+    return json.loads((folder / "train.json").read_text()), load_file(str(folder / "model.safetensors"))
+
+
+def test_fsdp_two_processes_match_one(tiny_model_dir, tmp_path):
+    single_out = run_sweep(sft_only(tiny_model_dir), tmp_path / "single", announce=lambda *_: None)
+    sharded_out = run_sweep(sft_only(tiny_model_dir, sft_gpus=2), tmp_path / "sharded", announce=lambda *_: None)
+    assert not single_out.failed and not sharded_out.failed, sharded_out.failed
+    single, single_weights = sft_arm(tmp_path / "single", single_out)
+    sharded, sharded_weights = sft_arm(tmp_path / "sharded", sharded_out)
+    assert sharded["sharded"] == {"world_size": 2, "engine": "fsdp2 fully_shard"}
+    assert "sharded" not in single
+    assert [s for s, _ in sharded["loss_curve"]] == [s for s, _ in single["loss_curve"]]
+    for (_, a), (_, b) in zip(single["loss_curve"], sharded["loss_curve"]):
         assert b == pytest.approx(a, rel=1e-4, abs=1e-5)
-    # The loss moved (the comparison is not two flat curves) and the gathered weights match.
-    assert single.loss_curve[-1][1] < single.loss_curve[0][1]
-    weights = load_file(str(tmp_path / "sharded" / WEIGHTS_FILE))
-    reference = single_model.state_dict()
-    changed = 0
-    for name, tensor in weights.items():
-        assert torch.allclose(tensor, reference[name], atol=1e-5), name
-        changed += not torch.equal(tensor, tiny.model.state_dict()[name])
-    assert changed > 0
+    assert single["loss_curve"][-1][1] < single["loss_curve"][0][1]  # it learned: not two flat curves
+    assert set(sharded_weights) <= set(single_weights)
+    for name, tensor in sharded_weights.items():
+        assert torch.allclose(tensor, single_weights[name], atol=1e-5), name

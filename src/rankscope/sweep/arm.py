@@ -175,8 +175,42 @@ class ArmRunner:
             parameter.requires_grad_(True)
         return model
 
+    def _run_sft_sharded(self, arm: ArmPlan, arm_dir: Path, gpus: int) -> ArmOutput:
+        """``sweep.sft_gpus: N``: full fine-tuning on N torchrun processes with FSDP2, then scored
+        here on the gathered weights like any other arm."""
+        import shutil
+        import tempfile
+
+        from safetensors.torch import load_file
+
+        from rankscope.train.fsdp import WEIGHTS_FILE, ShardedJob, launch_sharded
+
+        config = self.context.config
+        encoded = self.context.encoded_train(arm.train_set)
+        pad = self.context.tokenizer.pad_token_id
+        self.context.drop_base_model()  # the ranks need the GPUs the base occupies
+        with tempfile.TemporaryDirectory(prefix="rankscope-fsdp-", dir=arm_dir) as out:
+            job = ShardedJob(model=config.model.model_dump(mode="json"), train=config.train.model_dump(mode="json"),
+                             lr=arm.lr, seed=arm.seed, pad_token_id=pad, precision=self.precision.name,
+                             gradient_checkpointing=self.estimate(arm).gradient_checkpointing,
+                             encoded=[(e.input_ids, e.labels) for e in encoded], out_dir=out)
+            training = launch_sharded(job, gpus)
+            model = load_base_model(config.model.model_copy(update={"dtype": "float32"})).model
+            model.load_state_dict(load_file(str(Path(out) / WEIGHTS_FILE)), strict=False)  # tied weights once
+            if config.sweep.save_weights:
+                shutil.move(str(Path(out) / WEIGHTS_FILE), str(arm_dir / "model.safetensors"))
+        try:
+            evaluation = self._evaluate(arm, model)
+            analysis = self._analyze(arm, model)
+        finally:
+            del model
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
+
     def _run_sft(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
         self._analysis_reference()
+        gpus = self.estimate(arm).gpus
+        if gpus > 1:
+            return self._run_sft_sharded(arm, arm_dir, gpus)
         if not self.estimate(arm).base_resident:
             self.context.drop_base_model()  # before measuring: the arm's own memory excludes it
         model = None

@@ -65,6 +65,17 @@ def shard_model(model: torch.nn.Module, mesh) -> torch.nn.Module:
     return model
 
 
+def unique_names(model: torch.nn.Module) -> list[str]:
+    """State-dict names with each tied tensor once (under its first name), as the unsharded save does."""
+    seen: set[int] = set()
+    names = []
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            names.append(name)
+    return names
+
+
 def run_rank(job: ShardedJob) -> None:
     """Body of one torchrun process."""
     import torch.distributed as dist
@@ -89,6 +100,7 @@ def run_rank(job: ShardedJob) -> None:
         model = load_base_model(spec).model
         for parameter in model.parameters():
             parameter.requires_grad_(True)
+        keep = unique_names(model)  # decided before sharding: gathered tensors no longer share storage
         mesh = init_device_mesh("cuda" if cuda else "cpu", (world,))
         shard_model(model, mesh)
         encoded = [EncodedExample(input_ids=list(ids), labels=list(labels)) for ids, labels in job.encoded]
@@ -100,13 +112,7 @@ def run_rank(job: ShardedJob) -> None:
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if rank == 0:
             out = Path(job.out_dir)
-            seen: set[int] = set()
-            tensors = {}
-            for name, tensor in state.items():  # tied weights stored once
-                if tensor.data_ptr() in seen:
-                    continue
-                seen.add(tensor.data_ptr())
-                tensors[name] = tensor.contiguous()
+            tensors = {name: state[name].contiguous() for name in keep}
             save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
             record = {**result.to_json(), "sharded": {"world_size": world, "engine": "fsdp2 fully_shard"},
                       "trainable_params": sum(t.numel() for t in tensors.values())}
