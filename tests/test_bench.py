@@ -38,3 +38,18 @@ def test_eval_mc_matches_lm_eval_predictions(tiny_model_dir, tmp_path, monkeypat
                                    "--n", "12"], monkeypatch, capsys)
     assert "predictions that differ: 0 of 12" in out
     assert out.strip().splitlines()[-1].startswith("speedup:")
+
+
+def test_gpu_check_skips_without_cuda_and_runs_its_path_on_cpu(tiny_model_dir, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run bench/gpu_check.py itself")
+    assert "no CUDA device here; skipped" in run_bench("gpu_check.py", [], monkeypatch, capsys)
+    # --allow-cpu runs every step on the tiny model's config: the checks must find the fast paths kept.
+    out = run_bench("gpu_check.py", ["--allow-cpu", "--shapes", str(tiny_model_dir / "config.json"), "--steps", "2",
+                                     "--batch-size", "2", "--length", "32", "--prefix", "8", "--answer", "4"],
+                    monkeypatch, capsys)
+    assert "multiple-choice scoring fast path: kept" in out
+    assert out.count("training fast path: kept") == 2 and out.count("precision bf16-mixed (master float32)") == 2
+    assert out.count("measured/plan") == 2 and '{"ok": true}' in out
