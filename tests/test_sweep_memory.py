@@ -44,3 +44,19 @@ def test_reload_and_checkpointing_train_the_same_arms_as_the_defaults(tiny_model
             assert record["precision"]["recipe"] == "fp32"
             assert record["peak_memory_total_mb"] >= record["peak_memory_arm_mb"] >= 0
             assert record["peak_memory_mb"] == record["peak_memory_total_mb"]
+
+
+def test_cost_table_shows_both_peaks_and_the_recipe(tiny_model_dir, tmp_path):
+    from rankscope.report.store import load_run
+    from rankscope.report.tables import build_views, cost_table
+
+    outcome = run_sweep(config(tiny_model_dir), tmp_path / "run", announce=lambda *_: None)
+    assert not outcome.failed
+    table = cost_table(build_views(load_run(tmp_path / "run"))[0])
+    total, own, recipe = (table.columns.index(c) for c in ("peak memory (MB)", "arm's own memory (MB)", "precision"))
+    records = training(tmp_path / "run", outcome)
+    for row in table.rows:
+        record = records["sft" if row[0] == "sft" else "lora"]
+        assert float(row[total].replace(",", "")) == pytest.approx(record["peak_memory_total_mb"], abs=0.06)
+        assert float(row[own].replace(",", "")) == pytest.approx(record["peak_memory_arm_mb"], abs=0.06)
+        assert row[recipe] == "fp32"

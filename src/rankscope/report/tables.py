@@ -256,11 +256,17 @@ def cost_table(view: View) -> Table:
         total = _mean([t.total_params for t in infos])
         share = f"{100 * params / total:.3g}%" if params and total else "—"
         cells = [_mean([t.wall_time_s for t in infos]), _mean([t.tokens_per_s for t in infos]),
-                 _mean([t.peak_memory_mb for t in infos]), _mean([t.final_loss for t in infos])]
+                 _mean([t.peak_memory_mb for t in infos]), _mean([t.peak_memory_arm_mb for t in infos]),
+                 _mean([t.final_loss for t in infos])]
+        recipes = sorted({t.precision for t in infos if t.precision})
         rows.append([g.label, f"{params:,.0f}" if params is not None else "—", share]
-                    + ["—" if c is None else f"{c:,.1f}" if i < 3 else f"{c:.3f}" for i, c in enumerate(cells)])
+                    + ["—" if c is None else f"{c:,.1f}" if i < 4 else f"{c:.3f}" for i, c in enumerate(cells)]
+                    + [", ".join(recipes) or "—"])
     return Table(f"Cost{_suffix(view)}", ["arm", "trainable params", "of total", "wall time (s)", "tokens/s",
-                                          "peak memory (MB)", "final loss"], rows, "mean over seeds")
+                                          "peak memory (MB)", "arm's own memory (MB)", "final loss", "precision"],
+                 rows, "mean over seeds; peak memory = the process's peak during training (resident base "
+                 "included), arm's own = that minus what was resident before the arm; precision = the training "
+                 "recipe (bf16-mixed: bf16 compute, fp32 master weights and AdamW state)")
 
 
 def failed_table(store: RunStore) -> Table:
