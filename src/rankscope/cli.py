@@ -116,8 +116,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Per-arm memory, step time and verdict without loading weights (rankscope.plan)."""
     config = _load(Path(args.config), args.overrides)
     from rankscope.plan import plan_config, render_plan
+    from rankscope.sweep.plan import plan_arms
 
-    device, shape, estimates = plan_config(config, args.device)
+    device, shape, estimates = plan_config(config, plan_arms(config), args.device)
     if args.json:
         print(json.dumps([e.to_json() for e in estimates], indent=1))
     else:

@@ -16,12 +16,11 @@ __all__ = ["DEVICE_CHOICES", "ArmEstimate", "Device", "ModelShape", "model_shape
            "preflight", "render_plan", "resolve_device", "runtime_baseline_gib"]
 
 
-def plan_config(config, device_name: str | None = None) -> tuple[Device, ModelShape, list[ArmEstimate]]:
-    from rankscope.sweep.plan import plan_arms
-
+def plan_config(config, arms, device_name: str | None = None) -> tuple[Device, ModelShape, list[ArmEstimate]]:
+    """``rankscope plan``: the arms (rankscope.sweep.plan.plan_arms) sized for ``device_name``."""
     device = resolve_device(device_name)
     shape = model_shape(config.model)
-    return device, shape, plan_sweep(config, shape, device, plan_arms(config), runtime_baseline_gib())
+    return device, shape, plan_sweep(config, shape, device, arms, runtime_baseline_gib())
 
 
 def preflight(config, arms) -> list[ArmEstimate]:

@@ -9,6 +9,10 @@ from rankscope.train.memory import resident_set_bytes
 def runtime_baseline_gib() -> float:
     """Resident set of this process once the sweep's modules (torch, transformers, peft, the
     evaluation and analysis code) are imported; measured, not assumed. 0 where /proc is missing."""
-    import rankscope.sweep.arm  # noqa: F401  (the imports a sweep process has made before its first arm)
+    # The imports a sweep process has made before its first arm (this package sits below the
+    # sweep, so it imports what the sweep imports rather than the sweep itself).
+    import peft  # noqa: F401
+    import rankscope.analysis.pipeline  # noqa: F401
+    import rankscope.evaluate.suite  # noqa: F401
 
     return (resident_set_bytes() or 0) / GIB
