@@ -29,10 +29,30 @@ def training(run_dir, outcome):
             for arm in outcome.arms if arm.method != "base"}
 
 
-def test_reload_and_checkpointing_train_the_same_arms_as_the_defaults(tiny_model_dir, tmp_path):
+def count_loads(monkeypatch, module) -> list[str]:
+    calls: list[str] = []
+    original = module.load_base_model
+
+    def counting(spec):
+        calls.append(spec.dtype)
+        return original(spec)
+
+    monkeypatch.setattr(module, "load_base_model", counting)
+    return calls
+
+
+def test_reload_and_checkpointing_train_the_same_arms_as_the_defaults(tiny_model_dir, tmp_path, monkeypatch):
+    import rankscope.sweep.arm as arm_module
+    import rankscope.sweep.context as context_module
+
+    base_loads, sft_loads = count_loads(monkeypatch, context_module), count_loads(monkeypatch, arm_module)
     keep = run_sweep(config(tiny_model_dir, sweep={"sft_base_copy": "keep"}), tmp_path / "keep", announce=lambda *_: None)
+    assert (len(base_loads), len(sft_loads)) == (1, 0)  # one base for every arm; sft trains a copy
+    base_loads.clear()
     other = run_sweep(config(tiny_model_dir, train={"gradient_checkpointing": True}, sweep={"sft_base_copy": "reload"}),
                       tmp_path / "other", announce=lambda *_: None)
+    # The base is freed for sft (which loads its own fp32 copy) and loaded again for the LoRA arm only.
+    assert (len(base_loads), sft_loads) == (2, ["float32"])
     assert not keep.failed and not other.failed
     assert [a.arm_id for a in keep.arms] == [a.arm_id for a in other.arms]  # memory settings are not in the id
     a, b = training(tmp_path / "keep", keep), training(tmp_path / "other", other)

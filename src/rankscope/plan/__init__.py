@@ -29,7 +29,7 @@ def preflight(config, arms) -> list[ArmEstimate]:
 
     if not arms:
         return []
-    device = resolve_device(None)
+    device = resolve_device(None, measure_peak=False)
     shape = model_shape(config.model)
     estimates = plan_sweep(config, shape, device, arms, runtime_baseline_gib())
     for estimate in estimates:

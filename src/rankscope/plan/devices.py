@@ -57,7 +57,10 @@ def host_memory_gib() -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
 
 
-def cpu_device() -> Device:
+def cpu_device(measure_peak: bool = True) -> Device:
+    """This host; ``measure_peak=False`` (a fit check needs no step time) skips the matmul timing."""
+    if not measure_peak:
+        return Device("cpu", "cpu", round(host_memory_gib(), 1), 0.0, "not measured")
     return Device("cpu", "cpu", round(host_memory_gib(), 1), round(measured_matmul_tflops(), 4),
                   f"fp32 matmul measured on this host with {torch.get_num_threads()} thread(s)")
 
@@ -72,10 +75,10 @@ def current_cuda_device() -> Device:
     return Device(props.name, "cuda", round(props.total_memory / GIB, 1), peak, source)
 
 
-def resolve_device(name: str | None) -> Device:
+def resolve_device(name: str | None, measure_peak: bool = True) -> Device:
     """A named device, or (None) where the sweep would run: the first GPU, else this CPU."""
     if name is None:
-        return current_cuda_device() if torch.cuda.is_available() else cpu_device()
+        return current_cuda_device() if torch.cuda.is_available() else cpu_device(measure_peak)
     if name == "cpu":
-        return cpu_device()
+        return cpu_device(measure_peak)
     return NAMED_GPUS[name]

@@ -77,7 +77,7 @@ class ArmRunner:
         if planned is None:
             if self._shape is None:
                 self._shape = model_shape(self.context.config.model)
-            planned = estimate_arm(arm, self._shape, self.context.config, resolve_device(None),
+            planned = estimate_arm(arm, self._shape, self.context.config, resolve_device(None, measure_peak=False),
                                    runtime_baseline_gib())
             self.context.plan[arm.arm_id] = planned
         return planned

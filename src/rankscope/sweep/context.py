@@ -122,7 +122,7 @@ class SweepContext:
         """Tokenized once per sweep; every arm trained on this set reuses it."""
         if train_set not in self._encoded:
             self._encoded[train_set] = encode_examples(
-                self.base.tokenizer, self.data.train_sets[train_set].train, self.config.train.max_length
+                self.tokenizer, self.data.train_sets[train_set].train, self.config.train.max_length
             )
         return self._encoded[train_set]
 
