@@ -49,10 +49,19 @@ def test_reload_and_checkpointing_train_the_same_arms_as_the_defaults(tiny_model
     keep = run_sweep(config(tiny_model_dir, sweep={"sft_base_copy": "keep"}), tmp_path / "keep", announce=lambda *_: None)
     assert (len(base_loads), len(sft_loads)) == (1, 0)  # one base for every arm; sft trains a copy
     base_loads.clear()
+    loads_when_training: list[int] = []
+    original_train = arm_module.train_model
+
+    def recording_train(*args, **kwargs):
+        loads_when_training.append(len(base_loads))
+        return original_train(*args, **kwargs)
+
+    monkeypatch.setattr(arm_module, "train_model", recording_train)
     other = run_sweep(config(tiny_model_dir, train={"gradient_checkpointing": True}, sweep={"sft_base_copy": "reload"}),
                       tmp_path / "other", announce=lambda *_: None)
     # The base is freed for sft (which loads its own fp32 copy) and loaded again for the LoRA arm only.
     assert (len(base_loads), sft_loads) == (2, ["float32"])
+    assert loads_when_training == [1, 2]  # sft trained while the base was freed; LoRA after its reload
     assert not keep.failed and not other.failed
     assert [a.arm_id for a in keep.arms] == [a.arm_id for a in other.arms]  # memory settings are not in the id
     a, b = training(tmp_path / "keep", keep), training(tmp_path / "other", other)
