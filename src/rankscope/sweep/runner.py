@@ -52,6 +52,10 @@ def record_arm(store: RunWriter, run_dir: Path, result: ArmResult, fingerprint: 
             else:  # large weights the worker wrote to the staging folder
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(result.staged[relative], target)
+                try:
+                    Path(result.staged[relative]).parent.rmdir()  # the arm's staging folder, now empty
+                except OSError:
+                    pass
     if output.training is not None:
         store.write_json(arm.arm_id, "train.json", output.training)
     store.write_json(arm.arm_id, "eval.json", output.evaluation)
