@@ -186,7 +186,6 @@ def train_model(
     layers do not keep). ``shard``: this process is one rank of a data-parallel (FSDP) job; it
     takes its slice of every batch and the loss curve is summed over ranks.
     """
-    device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: the arm would not change the model")
