@@ -82,3 +82,18 @@ def test_probe_cka_reads_finished_arms_of_a_run_directory(tiny_model_dir, tmp_pa
     assert sft == [1.0, 1.0, 1.0]
     r4 = [float(row[header.index("r4_cka")]) for row in table]
     assert min(r4) < 1.0
+
+
+def test_gpu_check_skips_without_cuda_and_runs_its_path_on_cpu(tiny_model_dir, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run bench/gpu_check.py itself")
+    assert "no CUDA device here; skipped" in run_bench("gpu_check.py", [], monkeypatch, capsys)
+    # --allow-cpu runs every step on the tiny model's config: the checks must find the fast paths kept.
+    out = run_bench("gpu_check.py", ["--allow-cpu", "--shapes", str(tiny_model_dir / "config.json"), "--steps", "2",
+                                     "--batch-size", "2", "--length", "32", "--prefix", "8", "--answer", "4"],
+                    monkeypatch, capsys)
+    assert "multiple-choice scoring fast path: kept" in out
+    assert out.count("training fast path: kept") == 2 and out.count("precision bf16-mixed (master float32)") == 2
+    assert out.count("measured/plan") == 2 and '{"ok": true}' in out

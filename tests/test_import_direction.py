@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"runstore"},
     {"data", "models"},
     {"train", "evaluate", "analysis"},
+    {"plan"},
     {"sweep"},
     {"report", "tracking"},
     {"cli", "config_docs"},

@@ -165,6 +165,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Per-arm memory, step time and verdict without loading weights (rankscope.plan)."""
+    config = _load(Path(args.config), args.overrides)
+    from rankscope.plan import plan_config, render_plan
+    from rankscope.sweep.plan import plan_arms
+
+    device, shape, estimates = plan_config(config, plan_arms(config), args.device)
+    if args.json:
+        print(json.dumps([e.to_json() for e in estimates], indent=1))
+    else:
+        print(render_plan(device, shape, estimates))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from rankscope.report import write_report
 
@@ -320,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="the checks as JSON (for scripts)")
     validate.add_argument("overrides", nargs="*", metavar="key=value")
     validate.set_defaults(func=cmd_validate)
+
+    plan = verb("plan", help="per-arm memory, step time and whether it fits, from the config alone")
+    plan.add_argument("config")
+    plan.add_argument("--device", choices=["cpu", "a100-80gb", "h100", "h200"],
+                      help="size for this device (default: where the sweep would run)")
+    plan.add_argument("--json", action="store_true", help="one JSON array of per-arm objects")
+    plan.add_argument("overrides", nargs="*", metavar="key=value")
+    plan.set_defaults(func=cmd_plan)
 
     report = verb("report", help="write report.html for one run, or compare several")
     report.add_argument("run_dirs", nargs="+")

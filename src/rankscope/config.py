@@ -234,6 +234,17 @@ class TrainSpec(Spec):
     # output head only where an answer token is predicted; the loss is unchanged (checked on the
     # first batch, with a fallback to padded batches). false = always padded batches.
     shared_prefix: bool = True
+    # Same for every arm (rankscope.train.precision): bf16 matmuls with fp32 master weights and
+    # AdamW state, or plain fp32. auto = bf16-mixed on a bf16 GPU, fp32 on CPU.
+    precision: Literal["auto", "fp32", "bf16-mixed"] = "auto"
+    # Recompute activations in the backward pass to save memory (slower steps). auto = on when
+    # `rankscope plan` finds the arm does not fit the device without it.
+    gradient_checkpointing: Literal["auto", "true", "false"] = "auto"
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _checkpointing_bool(cls, value: Any) -> Any:
+        return str(value).lower() if isinstance(value, bool) else value
 
 
 class EvalSpec(Spec):
@@ -298,6 +309,13 @@ class SweepSpec(Spec):
     sft_gpus: float | None = Field(default=None, ge=0)
     cpus_per_arm: float = Field(default=1.0, gt=0)
     save_weights: bool = True  # sft arms: full weights as safetensors (adapters are always saved)
+    # Full fine-tuning beside the resident base needs a second copy of the model; `reload` frees
+    # the base for the sft arm and loads it again afterwards. auto = reload when `rankscope plan`
+    # finds the copy does not fit.
+    sft_base_copy: Literal["auto", "keep", "reload"] = "auto"
+    # Ray: where workers write large arm files (sft weights) instead of sending them through the
+    # object store; None = the run directory (it must be reachable from every node).
+    shared_path: str | None = None
 
 
 # --- experiment tracking (rankscope.tracking; optional extra rankscope[mlflow]) ---------------

@@ -49,7 +49,11 @@ def linear_modules(model: nn.Module) -> list[LinearModule]:
 
 def resolve_targets(model: nn.Module, targets: str | list[str]) -> list[LinearModule]:
     """The linear modules a LoRA arm adapts, by preset or by explicit short names."""
-    modules = linear_modules(model)
+    return select_targets(linear_modules(model), targets)
+
+
+def select_targets(modules: list[LinearModule], targets: str | list[str]) -> list[LinearModule]:
+    """resolve_targets on an already listed set of modules (`rankscope plan` keeps only the list)."""
     if targets == "all-linear":
         chosen = modules
     elif targets == "attention":

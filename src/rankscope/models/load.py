@@ -67,7 +67,8 @@ def pick_device(requested: str) -> torch.device:
 
 
 def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """bf16 on a GPU that supports it, float32 on CPU (CPU bf16 matmuls are slow and lossy for training)."""
+    """The base's storage dtype: bf16 on a GPU that supports it, float32 on CPU (CPU bf16 matmuls
+    are slow). Trainable weights are held in fp32 whatever this is (rankscope.train.precision)."""
     if requested != "auto":
         return getattr(torch, requested)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -110,12 +111,13 @@ def resolve_model_source(spec: ModelSpec) -> tuple[str, str | None, str]:
     return spec.id, spec.gguf_file, spec.id
 
 
-def _load_from_gguf(source: str, gguf_file: str, spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load_from_gguf(source: str, gguf_file: str, spec: ModelSpec,
+                    dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     gguf_path = Path(source) / gguf_file
     cached = _gguf_cache_dir(gguf_path, cache_root(spec)) if gguf_path.is_file() else None
     if cached is not None and (cached / "model.safetensors").is_file():
         tokenizer = AutoTokenizer.from_pretrained(cached)
-        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         return model, tokenizer
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file, revision=spec.revision)
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32,
@@ -150,17 +152,19 @@ def _write_cache(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tar
 
 
 def load_base_model(spec: ModelSpec) -> LoadedModel:
-    """Load tokenizer and model in eval mode on the chosen device and dtype."""
+    """Load tokenizer and model in eval mode on the chosen device and dtype (the weights are read
+    in that dtype; only a first GGUF load dequantizes through fp32 before its cache exists)."""
     source, gguf_file, name = resolve_model_source(spec)
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
     try:
         if gguf_file is not None:
-            model, tokenizer = _load_from_gguf(source, gguf_file, spec)
+            model, tokenizer = _load_from_gguf(source, gguf_file, spec, dtype)
         else:
             tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision,
                                                       trust_remote_code=spec.trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(source, revision=spec.revision, dtype=torch.float32,
+            # Straight into the target dtype: an 8B model never passes through 32 GB of fp32 on the host.
+            model = AutoModelForCausalLM.from_pretrained(source, revision=spec.revision, dtype=dtype,
                                                          trust_remote_code=spec.trust_remote_code)
     except ModelLoadError:
         raise

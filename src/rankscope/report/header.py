@@ -32,6 +32,10 @@ UNITS: tuple[tuple[str, str, str], ...] = (
     ("tokens/s", "tokens per second", "non-padding training tokens (prompt + answer) processed per second"),
     ("peak memory (MiB)", "MiB (2^20 bytes)", "CPU: peak resident memory of the whole process while the arm "
      "trained (base model included); CUDA: peak memory allocated by torch on the device"),
+    ("arm's own memory (MiB)", "MiB (2^20 bytes)", "peak memory minus what was resident when the arm began "
+     "(the resident base model excluded): what the arm itself needed"),
+    ("precision", "recipe", "the training recipe: fp32, or bf16-mixed (bf16 compute, fp32 master weights and "
+     "AdamW state); every arm is also evaluated under it"),
     ("final loss", "nats per answer token", "cross-entropy on the answer tokens at the last step"),
     ("margin", "nats", "mc: log-likelihood of the gold choice − the best other choice, mean over items"),
 )

@@ -256,11 +256,15 @@ def cost_table(view: View) -> Table:
         total = _mean([t.total_params for t in infos])
         share = f"{100 * params / total:.3g}%" if params and total else "—"
         cells = [_mean([t.wall_time_s for t in infos]), _mean([t.tokens_per_s for t in infos]),
-                 _mean([t.peak_memory_mb for t in infos]), _mean([t.final_loss for t in infos])]
+                 _mean([t.peak_memory_mb for t in infos]), _mean([t.peak_memory_arm_mb for t in infos]),
+                 _mean([t.final_loss for t in infos])]
+        recipes = sorted({t.precision for t in infos if t.precision})
         rows.append([g.label, f"{params:,.0f}" if params is not None else "—", share]
-                    + ["—" if c is None else f"{c:,.1f}" if i < 3 else f"{c:.3f}" for i, c in enumerate(cells)])
+                    + ["—" if c is None else f"{c:,.1f}" if i < 4 else f"{c:.3f}" for i, c in enumerate(cells)]
+                    + [", ".join(recipes) or "—"])
     return Table(f"Cost{_suffix(view)}", ["arm", "trainable params", "of total", "wall time (s)", "tokens/s",
-                                          "peak memory (MiB)", "final loss"], rows, "mean over seeds")
+                                          "peak memory (MiB)", "arm's own memory (MiB)", "final loss", "precision"],
+                 rows, "mean over seeds")
 
 
 def failed_table(store: RunStore) -> Table:

@@ -54,9 +54,11 @@ class TrainInfo:
     steps: int | None = None
     wall_time_s: float | None = None
     tokens_per_s: float | None = None
-    peak_memory_mb: float | None = None
+    peak_memory_mb: float | None = None  # the process's peak (train.json peak_memory_total_mb)
     final_loss: float | None = None
     loss_curve: tuple[tuple[float, float], ...] = ()
+    peak_memory_arm_mb: float | None = None  # the arm's own: resident base excluded
+    precision: str | None = None  # the precision recipe (rankscope.train.precision)
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,11 @@ def _train_info(data: dict[str, Any] | None) -> TrainInfo | None:
     return TrainInfo(
         trainable_params=_num(data.get("trainable_params"), int), total_params=_num(data.get("total_params"), int),
         steps=_num(data.get("steps"), int), wall_time_s=_num(data.get("wall_time_s")),
-        tokens_per_s=_num(data.get("tokens_per_s")), peak_memory_mb=_num(data.get("peak_memory_mb")),
+        tokens_per_s=_num(data.get("tokens_per_s")),
+        peak_memory_mb=_num(data.get("peak_memory_total_mb", data.get("peak_memory_mb"))),
         final_loss=_num(data.get("final_loss")), loss_curve=curve,
+        peak_memory_arm_mb=_num(data.get("peak_memory_arm_mb")),
+        precision=str((data.get("precision") or {}).get("recipe")) if isinstance(data.get("precision"), dict) else None,
     )
 
 

@@ -20,10 +20,14 @@ from rankscope.runstore.analysis_rows import ArmAnalysis
 from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.arms import apply_lora, make_sft_copy, remove_lora
+from rankscope.models.load import load_base_model
+from rankscope.plan.estimate import ArmEstimate
 from rankscope.models.resolve import peft_base_reference
 from rankscope.sweep.context import SweepContext
 from rankscope.runstore.arms import ArmPlan
 from rankscope.train.loop import train_model
+from rankscope.train.memory import PeakMemory
+from rankscope.train.precision import PrecisionRecipe, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,30 @@ class ArmRunner:
         self.context = context
         self._probes: Probes | None = None
         self._reference: BaseReference | None = None
+        self._shape = None
+
+    @property
+    def precision(self) -> PrecisionRecipe:
+        return resolve_precision(self.context.config.train.precision, self.context.device)
+
+    def estimate(self, arm: ArmPlan) -> ArmEstimate:
+        """The plan's decision for this arm on this process's device: checkpointing, base copy."""
+        from rankscope.plan import model_shape, resolve_device, runtime_baseline_gib
+        from rankscope.plan.estimate import estimate_arm
+
+        planned = self.context.plan.get(arm.arm_id)
+        if planned is None:
+            if self._shape is None:
+                self._shape = model_shape(self.context.config.model)
+            planned = estimate_arm(arm, self._shape, self.context.config, resolve_device(None, measure_peak=False),
+                                   runtime_baseline_gib())
+            self.context.plan[arm.arm_id] = planned
+        return planned
+
+    def _evaluate(self, arm: ArmPlan, model: torch.nn.Module) -> dict:
+        """Every arm is scored in the recipe's compute dtype, so precision cannot tell arms apart."""
+        with self.precision.autocast(self.context.device):
+            return evaluate_model(model, self.context.tokenizer, self._datasets_for(arm), self.context.config.eval)
 
     def _datasets_for(self, arm: ArmPlan) -> dict[str, LoadedDataset]:
         data = self.context.data
@@ -88,29 +116,40 @@ class ArmRunner:
         base = self.context.base
         # Take the base reference before anything can train (sft trains a copy, LoRA adds factors).
         self._analysis_reference()
-        evaluation = evaluate_model(base.model, base.tokenizer, self._datasets_for(arm), self.context.config.eval)
+        evaluation = self._evaluate(arm, base.model)
         return ArmOutput(evaluation=evaluation, analysis=self._analyze(arm, base.model))
 
-    def _train(self, arm: ArmPlan, model: torch.nn.Module) -> dict:
-        base = self.context.base
-        result = train_model(
-            model,
-            self.context.encoded_train(arm.train_set),
-            self.context.config.train,
-            lr=arm.lr,
-            seed=arm.seed,
-            pad_token_id=base.tokenizer.pad_token_id,
-            description=arm.arm_id,
-        )
-        return result.to_json()
+    def _train(self, arm: ArmPlan, make_model) -> tuple[torch.nn.Module, dict]:
+        """Build the arm's model and train it inside one memory measurement: peak_memory_total_mb
+        is the process's peak, peak_memory_arm_mb that minus what was resident before the arm."""
+        with PeakMemory(self.context.device) as memory:
+            model = make_model()
+            result = train_model(
+                model,
+                self.context.encoded_train(arm.train_set),
+                self.context.config.train,
+                lr=arm.lr,
+                seed=arm.seed,
+                pad_token_id=self.context.tokenizer.pad_token_id,
+                description=arm.arm_id,
+                precision=self.precision,
+                gradient_checkpointing=self.estimate(arm).gradient_checkpointing,
+            )
+        result.peak_memory_total_mb = round(memory.mb, 1)
+        result.peak_memory_arm_mb = round(memory.arm_mb, 1)
+        return model, result.to_json()
 
     def _run_lora(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
-        base = self.context.base
         self._analysis_reference()
-        model = apply_lora(base.model, self.context.config.arms.lora, arm.rank, arm.seed)
+        holder: list[torch.nn.Module] = []
+
+        def make_model():
+            holder.append(apply_lora(self.context.base.model, self.context.config.arms.lora, arm.rank, arm.seed))
+            return holder[0]
+
         try:
-            training = self._train(arm, model)
-            evaluation = evaluate_model(model, base.tokenizer, self._datasets_for(arm), self.context.config.eval)
+            model, training = self._train(arm, make_model)
+            evaluation = self._evaluate(arm, model)
             analysis = self._analyze(arm, model)
             # a base model reference peft can resolve (the default model's hub id, not its GGUF folder)
             adapter_config = model.peft_config["default"]
@@ -118,16 +157,65 @@ class ArmRunner:
             adapter_config.revision = self.context.config.model.revision
             model.save_pretrained(arm_dir / "adapter", safe_serialization=True)
         finally:
-            self.context.replace_base_model(remove_lora(model))
+            if holder:
+                self.context.replace_base_model(remove_lora(holder[0]))
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
+
+    def _sft_model(self, arm: ArmPlan) -> torch.nn.Module:
+        """A trainable copy beside the resident base, or, when the plan says the copy does not
+        fit, the base freed and the model loaded again straight into fp32 master weights (the
+        next arm reloads the base)."""
+        if self.estimate(arm).base_resident:
+            return make_sft_copy(self.context.base.model)
+        spec = self.context.config.model.model_copy(update={"dtype": "float32"})
+        self.context.drop_base_model()
+        model = load_base_model(spec).model
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return model
+
+    def _run_sft_sharded(self, arm: ArmPlan, arm_dir: Path, gpus: int) -> ArmOutput:
+        """``sweep.sft_gpus: N``: full fine-tuning on N torchrun processes with FSDP2, then scored
+        here on the gathered weights like any other arm."""
+        import shutil
+        import tempfile
+
+        from safetensors.torch import load_file
+
+        from rankscope.train.fsdp import WEIGHTS_FILE, ShardedJob, launch_sharded
+
+        config = self.context.config
+        encoded = self.context.encoded_train(arm.train_set)
+        pad = self.context.tokenizer.pad_token_id
+        self.context.drop_base_model()  # the ranks need the GPUs the base occupies
+        with tempfile.TemporaryDirectory(prefix="rankscope-fsdp-", dir=arm_dir) as out:
+            job = ShardedJob(model=config.model.model_dump(mode="json"), train=config.train.model_dump(mode="json"),
+                             lr=arm.lr, seed=arm.seed, pad_token_id=pad, precision=self.precision.name,
+                             gradient_checkpointing=self.estimate(arm).gradient_checkpointing,
+                             encoded=[(e.input_ids, e.labels) for e in encoded], out_dir=out)
+            training = launch_sharded(job, gpus)
+            model = load_base_model(config.model.model_copy(update={"dtype": "float32"})).model
+            model.load_state_dict(load_file(str(Path(out) / WEIGHTS_FILE)), strict=False)  # tied weights once
+            if config.sweep.save_weights:
+                shutil.move(str(Path(out) / WEIGHTS_FILE), str(arm_dir / "model.safetensors"))
+        try:
+            evaluation = self._evaluate(arm, model)
+            analysis = self._analyze(arm, model)
+        finally:
+            del model
         return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
 
     def _run_sft(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
-        base = self.context.base
         self._analysis_reference()
-        model = make_sft_copy(base.model)
+        gpus = self.estimate(arm).gpus
+        if gpus > 1:
+            return self._run_sft_sharded(arm, arm_dir, gpus)
+        if not self.estimate(arm).base_resident:
+            self.context.drop_base_model()  # before measuring: the arm's own memory excludes it
+        model = None
         try:
-            training = self._train(arm, model)
-            evaluation = evaluate_model(model, base.tokenizer, self._datasets_for(arm), self.context.config.eval)
+            model, training = self._train(arm, lambda: self._sft_model(arm))
+            evaluation = self._evaluate(arm, model)
             analysis = self._analyze(arm, model)
             if self.context.config.sweep.save_weights:
                 # Tied weights (embeddings = output head) are stored once.

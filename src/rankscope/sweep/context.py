@@ -4,6 +4,7 @@ base model in memory. Built once per sweep (not once per arm) and only when an a
 from __future__ import annotations
 
 import logging
+import gc
 from dataclasses import dataclass, field
 
 from rankscope.config import DatasetSpec, RankscopeConfig
@@ -77,6 +78,8 @@ class SweepContext:
     _data: SweepData | None = None
     _base: LoadedModel | None = None
     _encoded: dict[str, list[EncodedExample]] = field(default_factory=dict)
+    _kept: LoadedModel | None = None  # tokenizer and device of a dropped base (drop_base_model)
+    plan: dict = field(default_factory=dict)  # arm id -> rankscope.plan ArmEstimate (the sweep's pre-flight)
 
     @property
     def data(self) -> SweepData:
@@ -89,13 +92,37 @@ class SweepContext:
         if self._base is None:
             log.info("loading base model %s", self.config.model.id)
             self._base = load_base_model(self.config.model)
+            self._kept = None
         return self._base
+
+    @property
+    def tokenizer(self):
+        """The base model's tokenizer, without reloading a dropped base for it."""
+        return (self._kept or self.base).tokenizer
+
+    @property
+    def device(self):
+        return (self._kept or self.base).device
+
+    def drop_base_model(self) -> None:
+        """Free the base weights (full fine-tuning too large to sit beside them); the next
+        ``base`` access loads them again. The tokenizer and device stay known."""
+        if self._base is None:
+            return
+        self._kept = LoadedModel(model=None, tokenizer=self._base.tokenizer, name=self._base.name,
+                                 device=self._base.device, dtype=self._base.dtype)
+        self._base = None
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def encoded_train(self, train_set: str) -> list[EncodedExample]:
         """Tokenized once per sweep; every arm trained on this set reuses it."""
         if train_set not in self._encoded:
             self._encoded[train_set] = encode_examples(
-                self.base.tokenizer, self.data.train_sets[train_set].train, self.config.train.max_length
+                self.tokenizer, self.data.train_sets[train_set].train, self.config.train.max_length
             )
         return self._encoded[train_set]
 

@@ -1,13 +1,23 @@
 """Where arms run: in this process (``local``) or as Ray tasks (``ray``), behind one interface.
 
-Either way the driver alone writes the store: an executor yields one :class:`ArmResult` per
-arm as it finishes, and the driver records it. A Ray worker trains into a temporary folder and
-sends the arm's files (adapter or weights) back as bytes, so workers need no shared filesystem.
+Either way the driver alone marks an arm finished: an executor yields one :class:`ArmResult`
+per arm as it finishes, and the driver records it. A Ray worker trains into a temporary folder
+and sends small files (the adapter) back as bytes; large weights (a full fine-tuning's
+safetensors) it writes itself to a staging folder under the run directory or
+``sweep.shared_path``, and the driver moves them into the arm's folder. A worker that cannot
+reach that folder sends them as bytes too.
+
+On GPUs a Ray worker exits after its arm (``max_calls=1``): a worker kept alive would keep the
+base model in GPU memory that Ray counts as free. Threads per worker follow its CPUs, and a GPU
+request is checked against the largest node, not the cluster's total.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
+import shutil
 import tempfile
 import traceback
 from collections.abc import Iterator
@@ -30,6 +40,8 @@ class ArmResult:
     output: ArmOutput | None = None
     error: str | None = None  # one line; set when the arm failed
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> content (remote arms)
+    staged: dict[str, str] = field(default_factory=dict)  # relative path -> file a worker wrote (remote arms)
+    worker_pid: int | None = None  # the process that ran the arm (remote arms)
 
 
 def describe_failure(error: BaseException) -> str:
@@ -71,14 +83,45 @@ class LocalExecutor:
 _WORKER_STATE: dict[str, ArmRunner] = {}
 
 
-def _files_under(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+LARGE_FILES = ("model.safetensors",)  # written by the worker to the staging folder, not sent as bytes
 
 
-def run_arm_in_worker(config_json: dict, arm_json: dict, threads: int | None) -> ArmResult:
-    """Body of a Ray task. A worker process keeps its base model and base analysis between arms
-    of the same sweep. ``threads`` pins torch's thread count to the driver's, so CPU results
-    match the local executor bit for bit on the same machine."""
+def _files_under(folder: Path, staging: str | None) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Small files as bytes; large ones moved to ``staging`` when the worker can write there."""
+    files: dict[str, bytes] = {}
+    staged: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        relative = str(path.relative_to(folder))
+        if staging and relative in LARGE_FILES:
+            try:
+                target = Path(staging) / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(path), str(target))
+                staged[relative] = str(target)
+                continue
+            except OSError as error:  # not reachable from this node: send the bytes after all
+                log.warning("cannot stage %s at %s (%s); sending it through the object store", relative, staging, error)
+        files[relative] = path.read_bytes()
+    return files, staged
+
+
+def release_worker_memory() -> None:
+    """Drop the cached base model and hand freed GPU memory back to the driver (the worker also exits)."""
+    _WORKER_STATE.clear()
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_arm_in_worker(config_json: dict, arm_json: dict, threads: int | None, staging: str | None = None,
+                      release: bool = False) -> ArmResult:
+    """Body of a Ray task. A CPU worker keeps its base model and base analysis between arms of the
+    same sweep; a GPU worker (``release``) drops them when its arm ends and then exits.
+    ``threads`` = the task's CPUs (torch otherwise sizes its pool to the whole node)."""
     import torch
 
     if threads:
@@ -93,16 +136,30 @@ def run_arm_in_worker(config_json: dict, arm_json: dict, threads: int | None) ->
     try:
         with tempfile.TemporaryDirectory(prefix="rankscope-arm-") as tmp:
             output = runner.run(arm, Path(tmp))
-            return ArmResult(arm=arm, output=output, files=_files_under(Path(tmp)))
+            files, staged = _files_under(Path(tmp), staging)
+            return ArmResult(arm=arm, output=output, files=files, staged=staged, worker_pid=os.getpid())
     except Exception as error:
-        return ArmResult(arm=arm, error=describe_failure(error))
+        return ArmResult(arm=arm, error=describe_failure(error), worker_pid=os.getpid())
+    finally:
+        del runner
+        if release:
+            release_worker_memory()
 
 
 class RayExecutor:
     """One Ray task per arm with the config's resources; a local Ray when no address is given."""
 
-    def __init__(self, config: RankscopeConfig):
+    def __init__(self, config: RankscopeConfig, run_dir: Path | None = None):
         self.config = config
+        self.run_dir = run_dir
+
+    def staging_dir(self, arm: ArmPlan) -> str | None:
+        """Where a worker writes the arm's large files: sweep.shared_path, else the run directory."""
+        if self.config.sweep.shared_path:
+            return str(Path(self.config.sweep.shared_path).resolve() / self.config.name / arm.arm_id)
+        if self.run_dir is None:
+            return None
+        return str(Path(self.run_dir).resolve() / ".staging" / arm.arm_id)
 
     def _init(self):
         try:
@@ -119,16 +176,25 @@ class RayExecutor:
         return ray
 
     def _check_resources(self, ray) -> None:
-        """A GPU request that no node can satisfy would wait forever: refuse it up front."""
+        """A request that no single node can satisfy would wait forever: refuse it up front.
+
+        A task runs on one node, so the cluster's total (two 1-GPU nodes = 2 GPUs) is not
+        what a 2-GPU arm can get; the largest node is."""
         total = ray.cluster_resources()
         spec = self.config.sweep
-        wanted_gpus = max(self._gpus("lora", total), self._gpus("sft", total))
-        if wanted_gpus > total.get("GPU", 0):
-            raise RankscopeError("sweep.gpus_per_arm", f"the Ray cluster has {total.get('GPU', 0):g} GPU(s) but an "
-                                 f"arm asks for {wanted_gpus:g}", "set sweep.gpus_per_arm=0 to run on CPUs")
-        if spec.cpus_per_arm > total.get("CPU", 0):
-            raise RankscopeError("sweep.cpus_per_arm", f"the Ray cluster has {total.get('CPU', 0):g} CPU(s)",
-                                 "lower sweep.cpus_per_arm")
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)] or [total]
+        most_gpus = max(n.get("GPU", 0) for n in nodes)
+        for method, key in (("lora", "sweep.gpus_per_arm"), ("sft", "sweep.sft_gpus" if spec.sft_gpus is not None
+                                                             else "sweep.gpus_per_arm")):
+            wanted = self._gpus(method, total)
+            if not any(n.get("GPU", 0) >= wanted and n.get("CPU", 0) >= spec.cpus_per_arm for n in nodes):
+                if wanted > most_gpus:
+                    raise RankscopeError(key, f"no node of the Ray cluster has {wanted:g} GPU(s) (the largest has "
+                                         f"{most_gpus:g}, the cluster {total.get('GPU', 0):g} in all)",
+                                         "ask at most one node's GPUs, or set sweep.gpus_per_arm=0 to run on CPUs")
+                raise RankscopeError("sweep.cpus_per_arm", f"no node has {spec.cpus_per_arm:g} CPU(s) "
+                                     f"(the largest has {max(n.get('CPU', 0) for n in nodes):g})",
+                                     "lower sweep.cpus_per_arm")
 
     def _gpus(self, method: str, total: dict) -> float:
         """``auto``: one GPU per arm when the cluster has any, else run on CPUs."""
@@ -142,18 +208,20 @@ class RayExecutor:
     def run(self, arms: list[ArmPlan]) -> Iterator[ArmResult]:
         ray = self._init()
         self._check_resources(ray)
-        import torch
 
         spec = self.config.sweep
         total = ray.cluster_resources()
-        task = ray.remote(run_arm_in_worker)
-        threads = torch.get_num_threads()
+        cached = ray.remote(run_arm_in_worker)
+        # max_calls cannot be set through .options(): a GPU task needs its own remote function.
+        exiting = ray.remote(max_calls=1)(run_arm_in_worker)
+        threads = max(1, int(spec.cpus_per_arm))
         config_json = self.config.model_dump(mode="json")
         pending = {}
         for arm in arms:
             gpus = self._gpus(arm.method, total)
+            task = exiting if gpus > 0 else cached
             ref = task.options(num_cpus=spec.cpus_per_arm, num_gpus=gpus, max_retries=0).remote(
-                config_json, arm.to_json(), threads)
+                config_json, arm.to_json(), threads, self.staging_dir(arm), gpus > 0)
             pending[ref] = arm
         try:
             while pending:
@@ -170,5 +238,5 @@ class RayExecutor:
 
 def make_executor(config: RankscopeConfig, context: SweepContext, store: RunWriter):
     if config.sweep.executor == "ray":
-        return RayExecutor(config)
+        return RayExecutor(config, store.root)
     return LocalExecutor(context, store)

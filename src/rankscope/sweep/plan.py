@@ -25,8 +25,10 @@ def _train_identity(config: RankscopeConfig, train_set: DatasetSpec) -> dict:
     return {
         "model": config.model.model_dump(mode="json", exclude={"cache_dir", "device"}),
         "train_set": train_set.model_dump(mode="json"),
-        # shared_prefix changes how the loss is computed, not its value: same arm either way.
-        "train": config.train.model_dump(mode="json", exclude={"lr", "log_every", "shared_prefix"}),
+        # shared_prefix and gradient_checkpointing change how the loss and gradients are
+        # computed, not their values: same arm either way.
+        "train": config.train.model_dump(mode="json", exclude={"lr", "log_every", "shared_prefix",
+                                                                "gradient_checkpointing"}),
     }
 
 

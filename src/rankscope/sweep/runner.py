@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +42,21 @@ class SweepOutcome:
 def record_arm(store: RunWriter, run_dir: Path, result: ArmResult, fingerprint: str) -> None:
     """The driver's write of a finished arm; ``arm.json`` last, so a crash leaves it unfinished."""
     arm, output = result.arm, result.output
-    if result.files:  # from a remote worker
+    if result.files or result.staged:  # from a remote worker
         folder = store.start_arm(arm)
-        for relative, content in result.files.items():
+        for relative in [*result.files, *result.staged]:
             target = (folder / relative).resolve()
             if not target.is_relative_to(folder):
                 raise RankscopeError(f"arm {arm.arm_id}", f"worker file {relative!r} escapes the arm folder")
-            atomic_write_bytes(target, content)
+            if relative in result.files:
+                atomic_write_bytes(target, result.files[relative])
+            else:  # large weights the worker wrote to the staging folder
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(result.staged[relative], target)
+                try:
+                    Path(result.staged[relative]).parent.rmdir()  # the arm's staging folder, now empty
+                except OSError:
+                    pass
     if output.training is not None:
         store.write_json(arm.arm_id, "train.json", output.training)
     store.write_json(arm.arm_id, "eval.json", output.evaluation)
@@ -73,6 +82,11 @@ def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOu
         # Data and model problems stop the sweep before any arm starts: they would fail every arm.
         _ = context.data
         if config.sweep.executor == "local":
+            # Every arm must fit this device (rankscope.plan), or the sweep does not start. Ray
+            # workers make the same check on their own device when their arm begins.
+            from rankscope.plan import preflight
+
+            context.plan.update({e.arm_id: e for e in preflight(config, pending)})
             _ = context.base
         else:
             resolve_model_source(config.model)

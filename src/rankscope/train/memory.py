@@ -39,6 +39,7 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device = device
         self._peak = 0
+        self._start = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -53,7 +54,9 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
         elif resident_set_bytes() is not None:
+            self._start = resident_set_bytes() or 0
             self._thread = threading.Thread(target=self._sample, name="rankscope-peak-rss", daemon=True)
             self._thread.start()
         return self
@@ -70,4 +73,10 @@ class PeakMemory:
 
     @property
     def mb(self) -> float:
+        """The peak of everything resident (the base model and the runtime included)."""
         return self._peak / 2**20
+
+    @property
+    def arm_mb(self) -> float:
+        """The block's own peak: the total peak minus what was resident when the block began."""
+        return max(0, self._peak - self._start) / 2**20
