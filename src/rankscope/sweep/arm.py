@@ -7,7 +7,7 @@ for the in-process executor, writes the heavy weight files into the arm's folder
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,9 +28,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ArmOutput:
+    """What one arm produced. ``items``: dataset -> per-item rows (rankscope.verdicts.items),
+    shipped back from a Ray worker with the rest and written by the driver."""
+
     evaluation: dict
     training: dict | None = None
     analysis: ArmAnalysis | None = None
+    items: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def build_probes(context: SweepContext) -> dict[str, torch.Tensor]:
@@ -93,8 +97,9 @@ class ArmRunner:
         base = self.context.base
         # Take the base reference before anything can train (sft trains a copy, LoRA adds factors).
         self._analysis_reference()
-        evaluation = evaluate_model(base.model, base.tokenizer, self._datasets_for(arm), self.context.config.eval)
-        return ArmOutput(evaluation=evaluation, analysis=self._analyze(arm, base.model))
+        items: dict[str, list[dict]] = {}
+        evaluation = evaluate_model(base.model, base.tokenizer, self._datasets_for(arm), self.context.config.eval, items)
+        return ArmOutput(evaluation=evaluation, analysis=self._analyze(arm, base.model), items=items)
 
     def _train(self, arm: ArmPlan, model: torch.nn.Module) -> dict:
         base = self.context.base
@@ -113,22 +118,24 @@ class ArmRunner:
         base = self.context.base
         self._analysis_reference()
         model = apply_lora(base.model, self.context.config.arms.lora, arm.rank, arm.seed)
+        items: dict[str, list[dict]] = {}
         try:
             training = self._train(arm, model)
-            evaluation = evaluate_model(model, base.tokenizer, self._datasets_for(arm), self.context.config.eval)
+            evaluation = evaluate_model(model, base.tokenizer, self._datasets_for(arm), self.context.config.eval, items)
             analysis = self._analyze(arm, model)
             model.save_pretrained(arm_dir / "adapter", safe_serialization=True)
         finally:
             self.context.replace_base_model(remove_lora(model))
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)
 
     def _run_sft(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
         base = self.context.base
         self._analysis_reference()
         model = make_sft_copy(base.model)
+        items: dict[str, list[dict]] = {}
         try:
             training = self._train(arm, model)
-            evaluation = evaluate_model(model, base.tokenizer, self._datasets_for(arm), self.context.config.eval)
+            evaluation = evaluate_model(model, base.tokenizer, self._datasets_for(arm), self.context.config.eval, items)
             analysis = self._analyze(arm, model)
             if self.context.config.sweep.save_weights:
                 # Tied weights (embeddings = output head) are stored once.
@@ -142,4 +149,4 @@ class ArmRunner:
                 save_file(state, str(arm_dir / "model.safetensors"), metadata={"format": "pt"})
         finally:
             del model
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)

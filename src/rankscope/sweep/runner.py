@@ -50,6 +50,8 @@ def record_arm(store: RunWriter, run_dir: Path, result: ArmResult, fingerprint: 
     if output.training is not None:
         store.write_json(arm.arm_id, "train.json", output.training)
     store.write_json(arm.arm_id, "eval.json", output.evaluation)
+    for dataset, rows in output.items.items():
+        store.write_items(arm.arm_id, dataset, rows)
     if output.analysis is not None:
         write_arm_analysis(run_dir, output.analysis)
     store.finish_arm(arm, fingerprint)
@@ -102,4 +104,5 @@ def _targets_from_store(store: RunWriter, config: RankscopeConfig, arms: list[Ar
         return load_sweep_data(config).targets
     stored = json.loads(path.read_text())["datasets"]
     infos = {name: TaskInfo(name=name, kind=scores["kind"], format=scores["format"]) for name, scores in stored.items()}
-    return evaluation_targets(config, infos)
+    auto = {name: scores.get("primary_metric", "accuracy") for name, scores in stored.items()}
+    return evaluation_targets(config, infos, auto)
