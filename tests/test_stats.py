@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import binomtest
+from statsmodels.stats.multitest import multipletests
 
 from rankscope.stats import (compare_paired, holm, items_to_detect, mcnemar_exact, minimum_detectable_effect,
                              noninferiority_p, paired_bootstrap)
@@ -110,3 +111,7 @@ def test_noninferiority_and_holm():
     adjusted = holm([0.01, 0.04, 0.03])
     assert list(adjusted) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([]).size == 0
+    rng = np.random.default_rng(8)
+    for size in (1, 2, 5, 12):
+        p = rng.uniform(0, 0.2, size) ** 2
+        assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])

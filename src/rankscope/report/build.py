@@ -26,6 +26,7 @@ from rankscope.report.recommend import Recommendation, recommend
 from rankscope.report.store import RunStore, load_run
 from rankscope.report.summary import compare_markdown, run_markdown
 from rankscope.report.tables import Table, View, build_views, failed_table, pct, view_tables
+from rankscope.verdicts.run_dir import write_verdicts
 
 
 @dataclass
@@ -131,6 +132,8 @@ def write_report(run_dirs: list[Path] | Path, out_dir: Path | None = None) -> Pa
     stores = [load_run(d) for d in dirs]
     out = Path(out_dir) if out_dir is not None else dirs[0]
     if len(stores) == 1:
+        if out == dirs[0]:  # rebuilt from the item files, so an old or copied run gets them too
+            write_verdicts(dirs[0], stores[0].comparisons)
         report = build_run_report(stores[0])
         _write_figures(report.figures, out / "figures")
         atomic_write_bytes(out / "summary.md", run_markdown(report, "figures").encode("utf-8"))

@@ -22,6 +22,7 @@ from rankscope.sweep.executors import ArmResult, make_executor
 from rankscope.sweep.context import SweepContext, evaluation_targets, load_sweep_data
 from rankscope.sweep.plan import ArmPlan, evaluation_fingerprint, plan_arms
 from rankscope.sweep.store import RunWriter
+from rankscope.verdicts.run_dir import write_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOu
         ran.append(arm.arm_id)
     rows = store.result_rows(arms, context.data.targets if pending else _targets_from_store(store, config, arms))
     results_csv = store.write_results(rows)
+    write_verdicts(run_dir)  # comparisons.csv and recommendation.json from the item files
     return SweepOutcome(run_dir=run_dir, arms=arms, ran=ran, skipped=skipped, failed=failed,
                         results_csv=results_csv, wall_time_s=round(time.perf_counter() - started, 2))
 
