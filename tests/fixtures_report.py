@@ -168,15 +168,16 @@ def _write_analysis(root: Path, arms: list[Arm], layers: int = 4, heads: int = 3
 
 def build_run_store(root: Path, arms: list[Arm] | None = None, *, train_set: str = "arith_chain",
                     datasets: dict[str, tuple[str, str]] | None = None, n: int = 200, analysis: bool = True,
-                    name: str = "synthetic", results_csv: bool = True, items: bool = True) -> Path:
+                    name: str = "synthetic", results_csv: bool = True, items: bool = True,
+                    margins: tuple[float, float] = (0.05, 0.08)) -> Path:
     """Write a complete run directory under ``root`` and return it."""
     datasets = datasets or DEFAULT_DATASETS
     arms = arms if arms is not None else default_arms(*datasets)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(f"name: {json.dumps(name)}\nmodel:\n  id: default\n"
                                       f"data:\n  train:\n  - name: {json.dumps(train_set)}\n"
-                                      # margins under which default_arms() recommends r=8
-                                      "recommend:\n  gain_margin: 0.05\n  forgetting_margin: 0.08\n",
+                                      # the default margins are those under which default_arms() recommends r=8
+                                      f"recommend:\n  gain_margin: {margins[0]}\n  forgetting_margin: {margins[1]}\n",
                                       encoding="utf-8")
     rows = []
     for arm in arms:

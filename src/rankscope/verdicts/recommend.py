@@ -126,8 +126,10 @@ def recommend(rows: list[Comparison], arms: list[ArmRef], train_set: str | None,
     lora = sorted({r.group_a for r in gain_rows if r.group_a in ranks}, key=lambda g: ranks[g])
     if not lora:
         return undecided("No LoRA arm finished with in-domain item records, so there is no rank to recommend.")
-    mean_gain = {g: np.mean([r.result.delta for r in gain_rows if r.group_a == g]) for g in {r.group_a for r in gain_rows}}
-    best = max(mean_gain, key=mean_gain.get)
+    groups = list(dict.fromkeys(r.group_a for r in gain_rows))  # lora by rank, then sft (a tie keeps the first)
+    mean_gain = {g: float(np.mean([r.result.delta for r in gain_rows if r.group_a == g])) for g in groups}
+    # the best arm the comparisons were made against (the same choice, made once, when it exists)
+    best = next((r.group_b for r in mine if r.comparison == "vs_best"), None) or max(groups, key=mean_gain.__getitem__)
     alpha = 1 - settings.confidence
     best_rows = [r for r in gain_rows if r.group_a == best]
     if not all(r.p_holm < alpha and r.result.delta > 0 for r in best_rows) or len(best_rows) < len(in_sets):
