@@ -56,7 +56,27 @@ def test_sweep_writes_the_store_and_resumes(tiny_model_dir, tmp_path):
     assert {r["method"] for r in rows} == {"base", "sft", "lora"}
     assert {r["domain"] for r in rows} == {"in", "out"}
     assert {r["kind"] for r in rows} == {"reasoning", "recall"}
-    assert {r["metric"] for r in rows if r["format"] == "mc"} == {"accuracy", "margin"}
+    assert {r["metric"] for r in rows if r["format"] == "mc"} == {"accuracy", "acc_norm", "margin"}
+    # relation: the training set's own test split in, same kind (arith_mc) near, the rest far
+    assert {(r["dataset"], r["relation"]) for r in rows} == {("arith_chain", "in"), ("arith_mc", "near"),
+                                                             ("capitals", "far")}
+    # one primary metric per arm x dataset
+    primary = [(r["arm_id"], r["dataset"]) for r in rows if r["primary"] == "1"]
+    assert len(primary) == len(set(primary)) == len({(r["arm_id"], r["dataset"]) for r in rows})
+    # per-item records: one line per scored item; their mean is the accuracy in results.csv
+    from rankscope.verdicts.items import find_items, read_items
+
+    for r in rows:
+        items = read_items(find_items(run_dir / "arms" / r["arm_id"], r["dataset"]))
+        assert len(items) == int(r["n"]) == 6
+        field = {"accuracy": "correct", "acc_norm": "correct_norm"}.get(r["metric"])
+        if field:
+            assert sum(i[field] for i in items) / len(items) == pytest.approx(float(r["value"]), abs=1e-5)
+        if r["format"] == "mc":
+            assert all(len(i["choice_logprobs"]) >= 2 and "gold" in i for i in items)
+        else:
+            assert all("prediction" in i and "extracted" in i for i in items)
+    assert (run_dir / "comparisons.csv").is_file() and (run_dir / "recommendation.json").is_file()
     for arm in outcome.arms:
         folder = run_dir / "arms" / arm.arm_id
         assert json.loads((folder / "arm.json").read_text())["status"] == "done"

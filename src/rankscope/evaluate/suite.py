@@ -11,18 +11,18 @@ import time
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rankscope.config import EvalSpec
-from rankscope.data.answers import extract_number
-from rankscope.data.types import Example, LoadedDataset
+from rankscope.data.answers import extract_number, short_answer
+from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.generative import score_generative
 from rankscope.evaluate.metrics import auto_primary_metric, mean_with_stderr
 from rankscope.evaluate.multiple_choice import score_multiple_choice
 from rankscope.verdicts.items import ItemRecord
 
 
-def _extracted(prediction: str, example: Example, answer_type: str) -> str | None:
-    """The answer the scorer compared: the parsed number for numeric sets, else None (text sets
-    compare the normalised generation itself)."""
-    return extract_number(prediction) if answer_type == "number" else None
+def _extracted(prediction: str, answer_type: str) -> str | None:
+    """The answer the scorer compared: the parsed number for numeric sets (None when the
+    generation has none), the short answer (first line, no "Answer:" prefix) for text sets."""
+    return extract_number(prediction) if answer_type == "number" else short_answer(prediction)
 
 
 def evaluate_dataset_items(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: LoadedDataset,
@@ -51,7 +51,7 @@ def evaluate_dataset_items(model: PreTrainedModel, tokenizer: PreTrainedTokenize
         samples = [{"uid": e.uid, "answer": e.answer, "prediction": p, "correct": c}
                    for e, p, c in zip(examples[:20], scores.predictions, scores.correct)]
         items = [ItemRecord(uid=e.uid or str(i), correct=int(c), prediction=p,
-                            extracted=_extracted(p, e, info.answer_type))
+                            extracted=_extracted(p, info.answer_type))
                  for i, (e, p, c) in enumerate(zip(examples, scores.predictions, scores.correct))]
     payload = {"kind": info.kind, "format": info.format, "primary_metric": auto_primary_metric(info.format, examples),
                "metrics": metrics, "samples": samples}

@@ -112,8 +112,9 @@ def build_compare(stores: list[RunStore]) -> CompareReport:
                              pct(view.mean_forgetting(g), True) if g.method != "base" else "—",
                              f"{params[0]:,}" if params else "—"])
     combined = Table("All runs", ["run", "trained on", "arm", "mean in-domain acc (%)", "mean gain (pp)",
-                                  "mean forgetting (pp)", "trainable params"], rows,
-                     "★ = recommended rank; mean ± stderr over the run's in-/out-of-domain sets")
+                                  "mean forgetting, far (pp)", "trainable params"], rows,
+                     "★ = recommended rank; means over the run's in-domain / far sets with their 95% interval "
+                     "(paired [low, high] from the item files; ± z x stderr without them)")
     recs = Table("Recommendations", ["run", "trained on", "recommendation", "reason"], rec_rows)
     notes = [f"{run.title}: {n}" for run in runs for n in run.store.notes]
     return CompareReport(runs, combined, recs, notes)

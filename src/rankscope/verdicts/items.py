@@ -32,7 +32,8 @@ class ItemRecord:
     correct_norm: multiple choice only: 0/1 under ``acc_norm`` (argmax log-likelihood per UTF-8
         byte of the choice text).
     choice_logprobs / gold: multiple choice only (summed log-likelihood of every choice).
-    prediction / extracted: generation only (the generated text; the answer parsed from it).
+    prediction / extracted: generation only (the generated text; the answer parsed from it:
+        the number for numeric sets, the short answer compared for text sets).
     """
 
     uid: str
@@ -52,9 +53,8 @@ class ItemRecord:
             row["gold"] = self.gold
         if self.choice_logprobs is not None:
             row["choice_logprobs"] = [round(float(v), 5) for v in self.choice_logprobs]
-        if self.prediction is not None:
+        if self.prediction is not None:  # generation: the extracted answer too (null when none parsed)
             row["prediction"] = self.prediction
-        if self.extracted is not None:
             row["extracted"] = self.extracted
         for key, value in self.extra.items():
             row.setdefault(key, value)
