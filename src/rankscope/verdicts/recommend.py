@@ -61,6 +61,15 @@ class Recommendation:
     confidence: float | None = None
     needed_items: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def headline(self) -> str:
+        """One line for reports: the rank, or why there is none."""
+        if self.decided:
+            return f"Recommended LoRA rank: r={self.rank}"
+        if self.needed_items:
+            return "No rank recommended yet: undecided (more items would decide)"
+        return "No rank recommended"
+
     def to_json(self) -> dict:
         return {"train_set": self.train_set, "rank": self.rank, "decided": self.decided, "arm_group": self.label,
                 "rule": self.rule, "test": self.test, "gain_margin": self.gain_margin,
