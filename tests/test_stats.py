@@ -115,3 +115,15 @@ def test_noninferiority_and_holm():
     for size in (1, 2, 5, 12):
         p = rng.uniform(0, 0.2, size) ** 2
         assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+
+
+def test_noninferiority_verdicts_at_the_margin_stay_at_or_below_nominal():
+    """At the boundary of the null (a truly worse than b by exactly the margin), the bootstrap
+    non-inferiority test the recommendation uses declares "not worse" at most alpha of the time."""
+    rng = np.random.default_rng(9)
+    sims, alpha, margin = 300, 0.05, 0.03
+    passed = 0
+    for sim in range(sims):
+        a, b = _paired_binary(rng, 400, 0.10, 0.13, 0.5)  # delta = -0.03 = -margin, agreement 77%
+        passed += noninferiority_p(paired_bootstrap(a, b, 1000, seed=sim), margin) < alpha
+    assert passed / sims <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / sims)
