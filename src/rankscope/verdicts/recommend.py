@@ -150,12 +150,12 @@ def recommend(rows: list[Comparison], arms: list[ArmRef], train_set: str | None,
     for dataset in in_sets:
         family = [r for r in mine if r.comparison == "vs_best" and r.dataset == dataset and r.group_a in ranks]
         for group, check in _noninferiority(family, settings.gain_margin, settings, False, "score vs best").items():
-            checks[group].append(check)
+            checks.setdefault(group, []).append(check)
     far_sets = sorted({r.dataset for r in mine if r.comparison == "vs_base" and r.relation == "far"})
     for dataset in far_sets:
         family = [r for r in mine if r.comparison == "vs_base" and r.dataset == dataset and r.group_b in ranks]
         for group, check in _noninferiority(family, settings.forgetting_margin, settings, True, "forgetting").items():
-            checks[group].append(check)
+            checks.setdefault(group, []).append(check)
     expected = len(in_sets) + len(far_sets)
     rejected, chosen = [], None
     for group in lora:
