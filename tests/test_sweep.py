@@ -180,3 +180,26 @@ def test_shared_work_is_done_once_per_sweep(tiny_model_dir, tmp_path, monkeypatc
     assert calls["load_dataset"] == 3  # arith_chain, arith_mc, capitals
     assert calls["evaluate_model"] == 4  # one per arm: the base model is scored once
     assert len(lora_storage) == 2 and all(storage == base_storage for storage in lora_storage)
+
+
+def test_a_worker_ships_item_records_back_and_the_driver_writes_them(tiny_model_dir, tmp_path):
+    """The Ray task body returns the items in ArmOutput (pickled across processes); record_arm
+    writes them exactly as the local executor's arms get them."""
+    import pickle
+
+    from rankscope.sweep.executors import run_arm_in_worker
+    from rankscope.sweep.plan import evaluation_fingerprint
+    from rankscope.sweep.runner import record_arm
+    from rankscope.verdicts.items import find_items, read_items
+
+    config = tiny_config(tiny_model_dir)
+    base = plan_arms(config)[0]
+    result = pickle.loads(pickle.dumps(run_arm_in_worker(config.model_dump(mode="json"), base.to_json(), None)))
+    assert result.error is None and set(result.output.items) == {"arith_chain", "arith_mc", "capitals"}
+    store = RunWriter(tmp_path / "run")
+    store.start_arm(base)
+    record_arm(store, tmp_path / "run", result, evaluation_fingerprint(config))
+    for dataset, rows in result.output.items.items():
+        written = read_items(find_items(store.arm_dir(base.arm_id), dataset))
+        assert written == rows and len(rows) == 6
+    assert store.is_done(base.arm_id, evaluation_fingerprint(config))
