@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import binomtest
 from statsmodels.stats.multitest import multipletests
 
-from rankscope.stats import (compare_paired, holm, items_to_detect, mcnemar_exact, minimum_detectable_effect,
+from rankscope.stats import (binary_sd_floor, compare_paired, holm, items_to_detect, mcnemar_exact, minimum_detectable_effect,
                              noninferiority_p, paired_bootstrap)
 
 
@@ -80,6 +80,8 @@ def test_power_at_least_80_percent_for_10_points_at_n400_and_70_percent_agreemen
     sd = math.sqrt(0.30 - 0.10**2)
     assert minimum_detectable_effect(sd, 400) <= 0.10
     assert items_to_detect(sd, 0.10) <= 400 < items_to_detect(sd, 0.05)
+    # arms that agree on every item still get a finite, nonzero MDE (rule of three)
+    assert binary_sd_floor(0.0, 300) == pytest.approx(0.1) and binary_sd_floor(0.5, 300) == 0.5
 
 
 def test_bootstrap_interval_covers_the_true_difference_at_about_the_nominal_rate():

@@ -35,3 +35,13 @@ def items_to_detect(sd_diff: float, effect: float, alpha: float = 0.05, power: f
     if effect <= 0:
         return 0 if sd_diff == 0 else 2**31 - 1
     return max(1, math.ceil((_z(alpha, power, two_sided) * sd_diff / effect) ** 2))
+
+
+def binary_sd_floor(sd_diff: float, n: int) -> float:
+    """The per-item sd of a 0/1 paired difference, at least what 3/n discordant items give.
+
+    Two arms that agree on every item have an observed sd of 0, which would claim that any
+    difference is detectable with no items. The "rule of three" (Hanley & Lippman-Hand 1983)
+    bounds an unseen rate at 3/n with 95% confidence; its sd, sqrt(3/n), is used instead.
+    """
+    return max(sd_diff, math.sqrt(min(1.0, 3 / n))) if n > 0 else sd_diff

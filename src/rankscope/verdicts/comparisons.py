@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rankscope.stats import PairedResult, compare_paired, holm, minimum_detectable_effect
+from rankscope.stats import PairedResult, binary_sd_floor, compare_paired, holm, minimum_detectable_effect
 from rankscope.verdicts.items import METRIC_FIELDS
 
 COLUMNS = ["train_set", "dataset", "relation", "metric", "primary", "comparison", "arm_a", "arm_b",
@@ -222,7 +222,8 @@ def _adjust(rows: list[Comparison], settings: StatsSettings) -> None:
     for family in families.values():
         for row, p in zip(family, holm([r.result.p_value for r in family])):
             row.p_holm = float(p)
-            row.mde = minimum_detectable_effect(row.result.sd_diff, row.result.n_pairs, alpha / len(family))
+            sd = binary_sd_floor(row.result.sd_diff, row.result.n_pairs)
+            row.mde = minimum_detectable_effect(sd, row.result.n_pairs, alpha / len(family))
 
 
 def comparisons_csv(rows: list[Comparison]) -> str:

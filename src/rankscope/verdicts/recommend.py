@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rankscope.stats import holm, items_to_detect, noninferiority_p
+from rankscope.stats import binary_sd_floor, holm, items_to_detect, noninferiority_p
 from rankscope.verdicts.comparisons import ArmRef, Comparison
 from rankscope.verdicts.run_dir import RuleSettings
 
@@ -109,7 +109,8 @@ def _noninferiority(rows: list[Comparison], margin: float, settings: RuleSetting
         result = row.result
         failed = result.ci_low > margin if flip else result.ci_high < -margin
         passed = bool(p_holm < alpha)
-        needed = items_to_detect(result.sd_diff, margin, alpha / len(rows), two_sided=False)
+        needed = items_to_detect(binary_sd_floor(result.sd_diff, result.n_pairs), margin, alpha / len(rows),
+                                 two_sided=False)
         group = row.group_b if flip else row.group_a
         checks[group] = _Check(row.dataset, passed, failed, f"{what} on {row.dataset} {_interval(row)}", needed)
     return checks
