@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "seed", "train_set", "dataset", "kind", "domain",
-                  "format", "metric", "value", "n", "stderr", "status"]
+                  "relation", "format", "metric", "value", "n", "stderr", "primary", "status"]
 DEFAULT_DATASETS = {"arith_chain": ("reasoning", "in"), "capitals": ("recall", "out")}
 
 
@@ -65,8 +66,34 @@ def _trainable(arm: Arm) -> int:
     return 134_515_008 if arm.method == "sft" else arm.rank * 2 * 576 * 7 * 30
 
 
-def _write_arm(root: Path, arm: Arm, train_set: str, datasets: dict[str, tuple[str, str]], n: int) -> None:
+def item_outcomes(dataset: str, acc: float, n: int) -> list[int]:
+    """0/1 outcomes on n items with mean round(acc * n) / n. Every arm ranks the items of a set by
+    the same hidden difficulty, so two arms agree on all but |acc_a - acc_b| of the items."""
+    order = np.random.default_rng(zlib.crc32(dataset.encode())).permutation(n)
+    k = round(acc * n)
+    return [int(order[i] < k) for i in range(n)]
+
+
+def _relation(name: str, datasets: dict[str, tuple[str, str]]) -> str:
+    kind, domain = datasets[name]
+    if domain == "in":
+        return "in"
+    return "near" if any(k == kind and d == "in" for k, d in datasets.values()) else "far"
+
+
+def _write_items(folder: Path, arm: Arm, datasets: dict[str, tuple[str, str]], n: int) -> None:
+    for name in datasets:
+        rows = [{"uid": f"{name}-{i}", "correct": c} for i, c in enumerate(item_outcomes(name, arm.acc[name], n))]
+        path = folder / "items" / f"{name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def _write_arm(root: Path, arm: Arm, train_set: str, datasets: dict[str, tuple[str, str]], n: int,
+               items: bool = True) -> None:
     folder = root / "arms" / arm.arm_id
+    if arm.status == "done" and items:
+        _write_items(folder, arm, datasets, n)
     if arm.status == "done":
         _write_json(folder / "eval.json", {"datasets": {
             name: {"kind": kind, "format": "mc" if kind == "recall" else "generative", "domain": domain,
@@ -93,9 +120,9 @@ def _results_rows(arm: Arm, train_set: str, datasets: dict[str, tuple[str, str]]
     if arm.status == "failed":
         return [{**common, "dataset": "", "kind": "", "domain": "", "format": "", "metric": "failed",
                  "value": "", "n": "", "stderr": "", "status": arm.error}]
-    return [{**common, "dataset": name, "kind": kind, "domain": domain,
+    return [{**common, "dataset": name, "kind": kind, "domain": domain, "relation": _relation(name, datasets),
              "format": "mc" if kind == "recall" else "generative", "metric": "accuracy",
-             "value": arm.acc[name], "n": n, "stderr": _stderr(arm.acc[name], n), "status": "done"}
+             "value": arm.acc[name], "n": n, "stderr": _stderr(arm.acc[name], n), "primary": 1, "status": "done"}
             for name, (kind, domain) in datasets.items()]
 
 
@@ -141,16 +168,20 @@ def _write_analysis(root: Path, arms: list[Arm], layers: int = 4, heads: int = 3
 
 def build_run_store(root: Path, arms: list[Arm] | None = None, *, train_set: str = "arith_chain",
                     datasets: dict[str, tuple[str, str]] | None = None, n: int = 200, analysis: bool = True,
-                    name: str = "synthetic", results_csv: bool = True) -> Path:
+                    name: str = "synthetic", results_csv: bool = True, items: bool = True,
+                    margins: tuple[float, float] = (0.05, 0.08)) -> Path:
     """Write a complete run directory under ``root`` and return it."""
     datasets = datasets or DEFAULT_DATASETS
     arms = arms if arms is not None else default_arms(*datasets)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(f"name: {json.dumps(name)}\nmodel:\n  id: default\n"
-                                      f"data:\n  train:\n  - name: {json.dumps(train_set)}\n", encoding="utf-8")
+                                      f"data:\n  train:\n  - name: {json.dumps(train_set)}\n"
+                                      # the default margins are those under which default_arms() recommends r=8
+                                      f"recommend:\n  gain_margin: {margins[0]}\n  forgetting_margin: {margins[1]}\n",
+                                      encoding="utf-8")
     rows = []
     for arm in arms:
-        _write_arm(root, arm, train_set, datasets, n)
+        _write_arm(root, arm, train_set, datasets, n, items)
         rows += _results_rows(arm, train_set, datasets, n)
     if results_csv:
         with (root / "results.csv").open("w", newline="") as handle:

@@ -36,9 +36,10 @@ def test_eval_writes_tidy_results(tiny_model_dir, tmp_path, capsys):
                  "--max-new-tokens", "4", "--out", str(out)]) == 0
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert {(r["dataset"], r["metric"]) for r in rows} == {("capitals", "accuracy"), ("capitals", "margin"),
-                                                           ("arith_chain", "accuracy")}
+    assert {(r["dataset"], r["metric"]) for r in rows} == {("capitals", "accuracy"), ("capitals", "acc_norm"),
+                                                           ("capitals", "margin"), ("arith_chain", "accuracy")}
     assert all(r["n"] == "5" for r in rows)
+    assert sorted(p.name for p in out.glob("arms/*/items/*")) == ["arith_chain.jsonl.gz", "capitals.jsonl.gz"]
 
 
 def test_eval_bad_model_is_exit_2(tmp_path, capsys):
@@ -52,3 +53,16 @@ def test_eval_bad_model_is_exit_2(tmp_path, capsys):
 def test_report_on_a_folder_without_results_is_exit_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "results.csv" in capsys.readouterr().err
+
+
+def test_report_json_prints_the_recommendation(tmp_path, capsys):
+    from fixtures_report import build_run_store
+
+    run = build_run_store(tmp_path / "run", analysis=False)
+    assert main(["report", str(run), "--json"]) == 0
+    out = capsys.readouterr()
+    payload = json.loads(out.out)  # stdout is only the JSON
+    assert [(p["run_dir"], p["rank"], p["decided"]) for p in payload] == [(str(run), 8, True)]
+    assert {"rule", "test", "gain_margin", "forgetting_margin", "reason", "train_set"} <= set(payload[0])
+    assert "report:" in out.err
+    assert json.loads((run / "recommendation.json").read_text())["rank"] == 8

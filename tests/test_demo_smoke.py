@@ -62,6 +62,31 @@ def test_results_cover_every_arm_kind_and_domain(smoke_run):
     assert "recommended rank" in first.stdout
 
 
+def test_items_and_paired_comparisons_recompute_from_the_item_files(smoke_run):
+    """Every arm x dataset has item records; every comparisons.csv delta is the mean paired
+    difference of the two arms' item files; a recommendation.json names its test and margins."""
+    import json
+
+    from rankscope.verdicts.items import find_items, read_items
+
+    out, *_ = smoke_run
+    results = rows_of(out / "results.csv")
+    for r in results:
+        assert find_items(out / "arms" / r["arm_id"], r["dataset"]) is not None
+    assert {r["relation"] for r in results} == {"in", "near", "far"}
+    assert {r["metric"] for r in results if r["format"] == "mc"} >= {"accuracy", "acc_norm"}
+    comparisons = rows_of(out / "comparisons.csv")
+    assert {c["comparison"] for c in comparisons} == {"vs_base", "vs_sft", "vs_best"}
+    field = {"accuracy": "correct", "acc_norm": "correct_norm"}
+    for c in comparisons:
+        a = {i["uid"]: i[field[c["metric"]]] for i in read_items(find_items(out / "arms" / c["arm_a"], c["dataset"]))}
+        b = {i["uid"]: i[field[c["metric"]]] for i in read_items(find_items(out / "arms" / c["arm_b"], c["dataset"]))}
+        assert float(c["delta"]) == pytest.approx(sum(a[u] - b[u] for u in a) / len(a), abs=1e-5)
+        assert float(c["ci_low"]) <= float(c["delta"]) <= float(c["ci_high"])
+    recommendation = json.loads((out / "recommendation.json").read_text())
+    assert recommendation["test"] and recommendation["gain_margin"] == 0.02
+
+
 def test_adapters_load_with_peft_at_their_rank(smoke_run):
     from peft import PeftConfig
 

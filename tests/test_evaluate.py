@@ -10,7 +10,7 @@ import torch
 from rankscope.data.prompts import continuation, render_prompt
 from rankscope.data.types import Example
 from rankscope.evaluate.generative import score_generative
-from rankscope.evaluate.metrics import mean_with_stderr
+from rankscope.evaluate.metrics import auto_primary_metric, mean_with_stderr
 from rankscope.evaluate.multiple_choice import score_multiple_choice
 
 MC = [Example(question=f"Which is {w}?", answer=c[g], choices=c, gold=g, uid=str(i))
@@ -26,6 +26,19 @@ def test_mc_accuracy_is_margin_positive(tiny):
     scores = score_multiple_choice(tiny.model, tiny.tokenizer, MC, batch_size=3)
     for correct, margin in zip(scores.correct, scores.margins):
         assert correct == (margin > 0)
+
+
+def test_acc_norm_is_the_argmax_of_loglikelihood_per_byte(tiny):
+    scores = score_multiple_choice(tiny.model, tiny.tokenizer, MC, batch_size=3)
+    for example, logprobs, norm in zip(MC, scores.choice_logprobs, scores.correct_norm):
+        per_byte = [lp / len(c.encode("utf-8")) for lp, c in zip(logprobs, example.choices)]
+        assert norm == (max(range(len(per_byte)), key=per_byte.__getitem__) == example.gold)
+    same_length = [Example(question="Pick one", answer="ab", choices=("ab", "cd", "ef"), gold=0, uid="s")]
+    equal = score_multiple_choice(tiny.model, tiny.tokenizer, same_length, batch_size=3)
+    assert equal.correct_norm == equal.correct  # dividing by one length changes no argmax
+    assert auto_primary_metric("mc", same_length) == "accuracy"
+    assert auto_primary_metric("mc", MC) == "acc_norm"
+    assert auto_primary_metric("generative", MC) == "accuracy"
 
 
 def test_mc_logprob_matches_a_direct_forward(tiny):

@@ -20,8 +20,9 @@ REPO = SRC.parents[1]
 
 #: Lowest first. A package may import its own modules and those of strictly lower layers.
 LAYERS: list[set[str]] = [
-    {"errors", "atomic"},
+    {"errors", "atomic", "stats"},
     {"config"},
+    {"verdicts"},
     {"runstore"},
     {"data", "models"},
     {"train", "evaluate", "analysis"},
@@ -32,8 +33,8 @@ LAYERS: list[set[str]] = [
 ]
 FOUNDATIONS = LAYERS[0]  # may import each other (atomic raises errors' types)
 #: Readers of a run directory: they must run on a laptop without torch.
-READERS = {"report", "tracking", "runstore"}
-READER_MAY_IMPORT = FOUNDATIONS | {"config", "runstore"}
+READERS = {"report", "tracking", "runstore", "verdicts", "stats"}
+READER_MAY_IMPORT = FOUNDATIONS | {"config", "verdicts", "runstore"}
 HEAVY_LIBRARIES = {"torch", "transformers", "peft", "accelerate", "ray"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import pytest
@@ -30,8 +31,14 @@ def test_report_has_figures_tables_and_recommendation(full_report):
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
     assert len(list((run / "figures").glob("*.png"))) == len(images)
-    assert page.count("<table>") >= 3 and "Gain and forgetting" in page and "Cost" in page
+    assert page.count("<table>") >= 3 and "Gain, transfer and forgetting" in page and "Cost" in page
+    assert "Minimum detectable effect" in page and "paired-bootstrap interval" in page
     assert "Recommended LoRA rank: r=8" in page and "Rule:" in page
+    assert "gain margin of 5 points" in page and "forgetting margin of 8 points" in page
+    # the report rebuilds comparisons.csv and recommendation.json from the item files
+    recommendation = json.loads((run / "recommendation.json").read_text(encoding="utf-8"))
+    assert recommendation["rank"] == 8 and recommendation["decided"] and recommendation["gain_margin"] == 0.05
+    assert (run / "comparisons.csv").read_text(encoding="utf-8").startswith("train_set,dataset,")
     assert "Figure skipped" not in page
 
 
@@ -47,7 +54,7 @@ def test_summary_markdown_has_tables_and_recommendation(full_report):
     run, _ = full_report
     summary = (run / "summary.md").read_text(encoding="utf-8")
     assert "**Recommended LoRA rank: r=8**" in summary
-    assert "| arm | seeds | arith_chain (in-domain · reasoning) | capitals (out-of-domain · recall) |" in summary
+    assert "| arm | seeds | arith_chain (in-domain · reasoning) | capitals (far (forgetting) · recall) |" in summary
     for name in re.findall(r"\]\((figures/[^)]+\.png)\)", summary):
         assert (run / name).is_file()
 
@@ -94,7 +101,7 @@ def test_comparison_of_two_runs(tmp_path):
     assert sorted(p.name for p in second.iterdir()) == before  # nothing written into the other run
     page = path.read_text(encoding="utf-8")
     assert "1. sweep (a)" in page and "2. sweep (b)" in page
-    assert "All runs" in page and "lora r8 ★" in page and "undecided" in page
+    assert "All runs" in page and "lora r8 ★" in page
     assert page.count("<img ") == 4 and "http://" not in page and "https://" not in page
     assert len(list((first / "figures" / "compare").glob("*.png"))) == 4
-    assert "Only one LoRA rank" in (first / "compare.md").read_text(encoding="utf-8")
+    assert "It is the smallest rank tried" in (first / "compare.md").read_text(encoding="utf-8")

@@ -16,17 +16,36 @@ def _se(p: float, n: int = 200) -> float:
     return math.sqrt(p * (1 - p) / n)
 
 
-def test_gain_and_forgetting_are_differences_with_combined_stderr(tmp_path):
-    view = build_views(load_run(build_run_store(tmp_path / "run", analysis=False)))[0]
+def test_gain_and_forgetting_are_paired_differences_with_the_comparisons_interval(tmp_path):
+    store = load_run(build_run_store(tmp_path / "run", analysis=False))
+    view = build_views(store)[0]
     lora8 = next(g for g in view.groups if g.label == "lora r8")
     gain = view.gain(lora8, "arith_chain")
     forget = view.forgetting(lora8, "capitals")
     assert gain.value == pytest.approx(0.58 - 0.20)
-    assert gain.stderr == pytest.approx(math.sqrt(_se(0.58) ** 2 + _se(0.20) ** 2))
     assert forget.value == pytest.approx(0.90 - 0.86)
-    assert forget.stderr == pytest.approx(math.sqrt(_se(0.86) ** 2 + _se(0.90) ** 2))
-    assert view.gain(lora8, "capitals") is not None  # defined, but only in-domain sets enter tables
-    assert view.in_domain == ["arith_chain"] and view.out_domain == ["capitals"]
+    row = view.paired(lora8, "arith_chain")
+    assert row.group_a.startswith("lora-r8") and row.group_b == "base"
+    assert gain.ci == (row.result.ci_low, row.result.ci_high)
+    far = view.paired(lora8, "capitals")
+    assert far.group_a == "base"  # forgetting rows are "base vs arm"
+    assert forget.ci == (far.result.ci_low, far.result.ci_high)
+    # the arms agree on most items, so the paired interval is narrower than the unpaired one
+    unpaired = 2 * 1.959964 * math.sqrt(_se(0.86) ** 2 + _se(0.90) ** 2)
+    assert forget.ci[1] - forget.ci[0] < unpaired
+    assert view.in_domain == ["arith_chain"] and view.out_domain == ["capitals"] and view.far == ["capitals"]
+
+
+def test_without_item_records_the_unpaired_stderr_is_used_and_said(tmp_path):
+    store = load_run(build_run_store(tmp_path / "run", analysis=False, items=False))
+    view = build_views(store)[0]
+    lora8 = next(g for g in view.groups if g.label == "lora r8")
+    gain = view.gain(lora8, "arith_chain")
+    assert gain.ci is None
+    assert gain.stderr == pytest.approx(math.sqrt(_se(0.58) ** 2 + _se(0.20) ** 2))
+    assert "independent" in gain_forgetting_table(view).note
+    assert any("no per-item records" in n for n in store.notes)
+    assert not store.recommendations[0].decided
 
 
 def test_mean_over_sets_and_over_seeds():
@@ -64,11 +83,13 @@ def test_tables_group_columns_and_list_failures(tmp_path):
     view = build_views(store)[0]
     assert [d.name for d in view.datasets] == ["arith_chain", "gsm", "capitals"]  # in, then reasoning before recall
     acc_table = accuracy_table(view)
-    assert acc_table.groups == [("", 2), ("in-domain · reasoning", 1), ("out-of-domain · reasoning", 1),
-                                ("out-of-domain · recall", 1)]
+    assert acc_table.groups == [("", 2), ("in-domain · reasoning", 1), ("near (transfer) · reasoning", 1),
+                                ("far (forgetting) · recall", 1)]
     gf = gain_forgetting_table(view)
-    assert gf.columns[-1] == "mean forgetting" and [r[0] for r in gf.rows] == ["lora r2", "sft"]
-    assert gf.rows[0][1].startswith("+0.0")
+    # gsm is near (same kind as the training set): transfer, not forgetting
+    assert gf.columns == ["arm", "gain arith_chain", "transfer gsm", "forgetting capitals"]
+    assert [r[0] for r in gf.rows] == ["lora r2", "sft"]
+    assert gf.rows[0][1] == "+0.0 [+0.0, +0.0]"  # identical items: a point interval
     costs = cost_table(view)
     assert [r[0] for r in costs.rows] == ["lora r2", "sft"]  # base has no train.json
     failed = failed_table(store)

@@ -90,6 +90,10 @@ def test_ray_executor_gives_the_local_results(tiny_model_dir, tmp_path):
         ray.shutdown()
     assert not outcome.failed
     assert rows(remote / "results.csv") == rows(local / "results.csv")
+    # per-item records travel back from the workers and are written by the driver, like results
+    local_items = sorted(p.relative_to(local) for p in local.glob("arms/*/items/*.jsonl.gz"))
+    assert local_items and sorted(p.relative_to(remote) for p in remote.glob("arms/*/items/*.jsonl.gz")) == local_items
+    assert all((remote / p).read_bytes() == (local / p).read_bytes() for p in local_items)
     for adapter in (remote / "arms").glob("lora-*/adapter/adapter_model.safetensors"):
         assert adapter.stat().st_size > 0
 

@@ -56,7 +56,27 @@ def test_sweep_writes_the_store_and_resumes(tiny_model_dir, tmp_path):
     assert {r["method"] for r in rows} == {"base", "sft", "lora"}
     assert {r["domain"] for r in rows} == {"in", "out"}
     assert {r["kind"] for r in rows} == {"reasoning", "recall"}
-    assert {r["metric"] for r in rows if r["format"] == "mc"} == {"accuracy", "margin"}
+    assert {r["metric"] for r in rows if r["format"] == "mc"} == {"accuracy", "acc_norm", "margin"}
+    # relation: the training set's own test split in, same kind (arith_mc) near, the rest far
+    assert {(r["dataset"], r["relation"]) for r in rows} == {("arith_chain", "in"), ("arith_mc", "near"),
+                                                             ("capitals", "far")}
+    # one primary metric per arm x dataset
+    primary = [(r["arm_id"], r["dataset"]) for r in rows if r["primary"] == "1"]
+    assert len(primary) == len(set(primary)) == len({(r["arm_id"], r["dataset"]) for r in rows})
+    # per-item records: one line per scored item; their mean is the accuracy in results.csv
+    from rankscope.verdicts.items import find_items, read_items
+
+    for r in rows:
+        items = read_items(find_items(run_dir / "arms" / r["arm_id"], r["dataset"]))
+        assert len(items) == int(r["n"]) == 6
+        field = {"accuracy": "correct", "acc_norm": "correct_norm"}.get(r["metric"])
+        if field:
+            assert sum(i[field] for i in items) / len(items) == pytest.approx(float(r["value"]), abs=1e-5)
+        if r["format"] == "mc":
+            assert all(len(i["choice_logprobs"]) >= 2 and "gold" in i for i in items)
+        else:
+            assert all("prediction" in i and "extracted" in i for i in items)
+    assert (run_dir / "comparisons.csv").is_file() and (run_dir / "recommendation.json").is_file()
     for arm in outcome.arms:
         folder = run_dir / "arms" / arm.arm_id
         assert json.loads((folder / "arm.json").read_text())["status"] == "done"
@@ -160,3 +180,26 @@ def test_shared_work_is_done_once_per_sweep(tiny_model_dir, tmp_path, monkeypatc
     assert calls["load_dataset"] == 3  # arith_chain, arith_mc, capitals
     assert calls["evaluate_model"] == 4  # one per arm: the base model is scored once
     assert len(lora_storage) == 2 and all(storage == base_storage for storage in lora_storage)
+
+
+def test_a_worker_ships_item_records_back_and_the_driver_writes_them(tiny_model_dir, tmp_path):
+    """The Ray task body returns the items in ArmOutput (pickled across processes); record_arm
+    writes them exactly as the local executor's arms get them."""
+    import pickle
+
+    from rankscope.sweep.executors import run_arm_in_worker
+    from rankscope.sweep.plan import evaluation_fingerprint
+    from rankscope.sweep.runner import record_arm
+    from rankscope.verdicts.items import find_items, read_items
+
+    config = tiny_config(tiny_model_dir)
+    base = plan_arms(config)[0]
+    result = pickle.loads(pickle.dumps(run_arm_in_worker(config.model_dump(mode="json"), base.to_json(), None)))
+    assert result.error is None and set(result.output.items) == {"arith_chain", "arith_mc", "capitals"}
+    store = RunWriter(tmp_path / "run")
+    store.start_arm(base)
+    record_arm(store, tmp_path / "run", result, evaluation_fingerprint(config))
+    for dataset, rows in result.output.items.items():
+        written = read_items(find_items(store.arm_dir(base.arm_id), dataset))
+        assert written == rows and len(rows) == 6
+    assert store.is_done(base.arm_id, evaluation_fingerprint(config))

@@ -189,6 +189,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
             raise RankscopeError(str(run_dir), "no results.csv here", "pass a run directory written by `rankscope run`")
     path = write_report(run_dirs, Path(args.out) if args.out else None)
+    if getattr(args, "json", False):
+        # stdout carries only the JSON (one object per run x training set), so it can be piped.
+        from rankscope.report import load_run
+
+        payload = [{"run_dir": str(d), **rec.to_json()} for d in run_dirs for rec in load_run(d).recommendations]
+        print(f"report: {path}", file=sys.stderr)
+        print(json.dumps(payload, indent=2))
+        return 0
     print(f"report: {path}")
     return 0
 
@@ -346,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = verb("report", help="write report.html for one run, or compare several")
     report.add_argument("run_dirs", nargs="+")
     report.add_argument("--out", help="folder for the comparison report of several runs")
+    report.add_argument("--json", action="store_true",
+                        help="print the recommendation(s) as JSON (rank, rule, test, margins, decided, reason)")
     report.set_defaults(func=cmd_report)
 
     track = verb("track", help="log a run directory to MLflow (pip install 'rankscope[mlflow]')")

@@ -19,6 +19,7 @@ from rankscope.errors import ConfigError
 
 AlphaRule = Literal["fixed", "2r", "rslora"]
 TargetPreset = Literal["attention", "mlp", "all-linear"]
+Relation = Literal["in", "near", "far"]
 
 
 class Spec(BaseModel):
@@ -94,6 +95,13 @@ class DatasetSpec(Spec):
     n_train / n_test: seeded sample sizes (None = all available).
     domain: ``in`` or ``out``; left empty, a training set's own test split is in-domain and
         every other evaluated set out-of-domain.
+    primary_metric: the metric that drives gain, forgetting and the recommendation on this set;
+        ``auto`` is ``acc_norm`` for a multiple-choice set whose choices differ in length, else
+        ``accuracy``.
+    relation: how this set relates to the training sets (``in``, ``near`` or ``far``; one value
+        for every training set, or a mapping training-set name -> value). Left empty: a training
+        set's own test split is in, a set of the same kind near, the rest far. Forgetting is
+        judged on far sets, transfer reported on near sets.
     """
 
     name: str
@@ -108,6 +116,10 @@ class DatasetSpec(Spec):
     n_test: int | None = Field(default=None, gt=0)
     domain: Literal["in", "out"] | None = None
     on_bad_row: Literal["skip", "fail"] = "fail"
+    # Which score decides gain/forgetting here: summed log-likelihood favours short choices.
+    primary_metric: Literal["auto", "accuracy", "acc_norm"] = "auto"
+    # in | near | far to the training sets (or {train_set: relation}); empty: by kind (docstring).
+    relation: Relation | dict[str, Relation] | None = None
 
     @field_validator("name")
     @classmethod
@@ -318,6 +330,22 @@ class SweepSpec(Spec):
     shared_path: str | None = None
 
 
+class RecommendSpec(Spec):
+    """The non-inferiority rule behind the recommended rank (rankscope.verdicts.recommend).
+
+    The smallest LoRA rank whose in-domain score is not worse than the best arm's by more than
+    ``gain_margin`` and whose forgetting against the base model on every far set is not worse than
+    ``forgetting_margin``, both shown by paired one-sided tests at ``confidence`` after Holm's
+    correction over the ranks compared. Margins are in score units (0.02 = 2 points).
+    """
+
+    gain_margin: float = Field(default=0.02, ge=0, lt=1)  # how much in-domain score a rank may give up
+    forgetting_margin: float = Field(default=0.02, ge=0, lt=1)  # how much a far set may lose vs base
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)  # of every interval and decision
+    bootstrap: int = Field(default=2000, ge=200)  # paired (hierarchical) bootstrap resamples
+    seed: int = 0  # of the bootstrap: the same run gives the same intervals
+
+
 # --- experiment tracking (rankscope.tracking; optional extra rankscope[mlflow]) ---------------
 class TrackingSpec(Spec):
     """Log the finished run directory to MLflow after the sweep (same as ``rankscope track RUN_DIR``).
@@ -348,6 +376,7 @@ class RankscopeConfig(Spec):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)  # experiment tracking (rankscope.tracking)
+    recommend: RecommendSpec = Field(default_factory=RecommendSpec)  # the rule behind the recommended rank
 
 
 def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:

@@ -95,6 +95,11 @@ def _short_answer(prediction: str) -> str:
     return ""
 
 
+def short_answer(prediction: str) -> str:
+    """The part of a free-form generation that text sets compare (see :func:`_short_answer`)."""
+    return _short_answer(prediction)
+
+
 def is_correct(prediction_text: str, example: Example, answer_type: AnswerType) -> bool:
     """Whether a generated (or chosen) answer matches the example.
 

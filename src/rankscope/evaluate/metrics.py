@@ -28,3 +28,16 @@ def mean_with_stderr(values: list[float]) -> MetricValue:
         return MetricValue(value=mean, n=n, stderr=0.0)
     variance = sum((v - mean) ** 2 for v in values) / (n - 1)
     return MetricValue(value=mean, n=n, stderr=math.sqrt(variance / n))
+
+
+def auto_primary_metric(format: str, examples: list) -> str:
+    """The metric that drives gain, forgetting and the recommendation when the dataset's
+    ``primary_metric`` is ``auto``: ``acc_norm`` for a multiple-choice set whose choices differ in
+    length (summed log-likelihood favours short choices there), ``accuracy`` otherwise."""
+    if format != "mc":
+        return "accuracy"
+    for example in examples:
+        lengths = {len(choice.encode("utf-8")) for choice in (example.choices or ())}
+        if len(lengths) > 1:
+            return "acc_norm"
+    return "accuracy"

@@ -1,7 +1,10 @@
 """Multiple-choice scoring by summed log-likelihood of each choice (cloze style).
 
 Each choice is scored as the continuation of the rendered prompt; the prediction is the choice
-with the highest summed token log-probability (lm-evaluation-harness's ``acc``). We also keep the
+with the highest summed token log-probability (lm-evaluation-harness's ``acc``). ``acc_norm``
+divides each choice's log-likelihood by the UTF-8 byte length of the choice text first, so a long
+choice is not penalised for its length (lm-evaluation-harness's ``acc_bytes``; its ``acc_norm``
+divides by characters, the same number for ASCII choices). We also keep the
 margin of the gold choice over the best other choice: knowledge drift shows in the margin long
 before accuracy moves.
 
@@ -30,6 +33,7 @@ LOGIT_ROWS_PER_FORWARD = 1024  # choice positions per forward: bounds the [rows,
 @dataclass(frozen=True)
 class ChoiceScores:
     correct: list[bool]
+    correct_norm: list[bool]  # argmax of log-likelihood per byte of the choice text (acc_norm)
     margins: list[float]  # log p(gold) - max over other choices of log p(choice)
     choice_logprobs: list[list[float]]
 
@@ -152,10 +156,12 @@ def score_multiple_choice(
     description: str = "mc",
 ) -> ChoiceScores:
     logprobs = choice_logprobs(model, tokenizer, examples, batch_size, description)
-    correct, margins = [], []
+    correct, correct_norm, margins = [], [], []
     for example, scores in zip(examples, logprobs):
         gold = example.gold
         best_other = max(s for j, s in enumerate(scores) if j != gold) if len(scores) > 1 else float("-inf")
         correct.append(max(range(len(scores)), key=scores.__getitem__) == gold)
+        per_byte = [s / max(1, len(choice.encode("utf-8"))) for s, choice in zip(scores, example.choices)]
+        correct_norm.append(max(range(len(per_byte)), key=per_byte.__getitem__) == gold)
         margins.append(scores[gold] - best_other)
-    return ChoiceScores(correct=correct, margins=margins, choice_logprobs=logprobs)
+    return ChoiceScores(correct=correct, correct_norm=correct_norm, margins=margins, choice_logprobs=logprobs)

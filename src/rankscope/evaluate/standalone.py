@@ -81,13 +81,18 @@ def run_eval(job: EvalJob, out: Path, eval_spec: EvalSpec) -> Path:
             spec = spec.model_copy(update={"n_test": min(job.limit, spec.n_test or job.limit)})
         datasets[spec.name] = load_dataset(spec, seed=job.seed)
     loaded, arm_id = load_model_for_eval(job.model)
-    evaluation = evaluate_model(loaded.model, loaded.tokenizer, datasets, eval_spec)
+    items: dict[str, list[dict]] = {}
+    evaluation = evaluate_model(loaded.model, loaded.tokenizer, datasets, eval_spec, items)
     store = RunWriter(out)
     arm = ArmPlan(arm_id=arm_id.replace("/", "_"), method="base")
     store.arm_dir(arm.arm_id).mkdir(parents=True, exist_ok=True)
     atomic_write_json(store.arm_dir(arm.arm_id) / "eval.json", evaluation)
+    for name, rows in items.items():
+        store.write_items(arm.arm_id, name, rows)
     store.finish_arm(arm, fingerprint="eval")
     targets = {"eval": [EvalTarget(dataset=name, kind=d.info.kind, format=d.info.format,
-                                   domain=spec.domain or "out")
+                                   domain=spec.domain or "out",
+                                   primary_metric=evaluation["datasets"][name]["primary_metric"]
+                                   if spec.primary_metric == "auto" else spec.primary_metric)
                         for (name, d), spec in zip(datasets.items(), job.datasets)]}
     return store.write_results(store.result_rows([arm], targets))

@@ -27,6 +27,7 @@ from rankscope.report.recommend import recommend
 from rankscope.runstore.reader import RunStore, load_run
 from rankscope.report.summary import compare_markdown, run_markdown
 from rankscope.report.tables import Table, build_views, failed_table, pct, view_tables
+from rankscope.verdicts.run_dir import write_verdicts
 
 
 def build_run_report(store: RunStore, full: bool = True) -> RunReport:
@@ -94,8 +95,9 @@ def build_compare(stores: list[RunStore]) -> CompareReport:
                              pct(view.mean_forgetting(g), True) if g.method != "base" else "—",
                              f"{params[0]:,}" if params else "—"])
     combined = Table("All runs", ["run", "trained on", "arm", "mean in-domain acc (%)", "mean gain (pp)",
-                                  "mean forgetting (pp)", "trainable params"], rows,
-                     "★ = recommended rank; mean ± stderr over the run's in-/out-of-domain sets")
+                                  "mean forgetting, far (pp)", "trainable params"], rows,
+                     "★ = recommended rank; means over the run's in-domain / far sets with their 95% interval "
+                     "(paired [low, high] from the item files; ± z x stderr without them)")
     recs = Table("Recommendations", ["run", "trained on", "recommendation", "reason"], rec_rows)
     notes = [f"{run.title}: {n}" for run in runs for n in run.store.notes]
     return CompareReport(runs, combined, recs, notes)
@@ -114,6 +116,8 @@ def write_report(run_dirs: list[Path] | Path, out_dir: Path | None = None) -> Pa
     stores = [load_run(d) for d in dirs]
     out = Path(out_dir) if out_dir is not None else dirs[0]
     if len(stores) == 1:
+        if out == dirs[0]:  # rebuilt from the item files, so an old or copied run gets them too
+            write_verdicts(dirs[0], stores[0].comparisons)
         report = build_run_report(stores[0])
         _write_figures(report.figures, out / "figures")
         atomic_write_bytes(out / "summary.md", run_markdown(report, "figures").encode("utf-8"))

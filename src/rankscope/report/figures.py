@@ -89,11 +89,18 @@ def log2_rank_axis(ax, ranks: list[int]) -> None:
     ax.set_xlabel("LoRA rank (log2)")
 
 
-def reference_line(ax, value: float, stderr: float, label: str, color: object, style: str) -> None:
-    """Base or sft as a horizontal line with a ±1 stderr band."""
+def reference_line(ax, value: float, halfwidth: float, label: str, color: object, style: str) -> None:
+    """Base or sft as a horizontal line with its interval as a band."""
     ax.axhline(value, color=color, linestyle=style, linewidth=1.2, label=label)
-    if stderr > 0:
-        ax.axhspan(value - stderr, value + stderr, color=color, alpha=0.12, linewidth=0)
+    if halfwidth > 0:
+        ax.axhspan(value - halfwidth, value + halfwidth, color=color, alpha=0.12, linewidth=0)
+
+
+def error_bar(e, z: float) -> list[list[float]]:
+    """matplotlib's [[below], [above]] distances in pp: the paired interval when there is one,
+    else z x stderr on both sides."""
+    low, high = e.interval(z)
+    return [[100 * (e.value - low)], [100 * (high - e.value)]]
 
 
 def _series(view: View) -> dict[float | None, list[ArmKey]]:
@@ -113,8 +120,9 @@ def _name(base: str, view: View, many: bool) -> str:
 def accuracy_vs_rank(view: View, many: bool = False) -> FigureResult:
     name = _name("accuracy_vs_rank", view, many)
     title = "Accuracy vs LoRA rank" + (f" (trained on {view.train_set})" if view.train_set else "")
-    caption = ("Mean accuracy ± 1 stderr per dataset; base (grey, solid) and full fine-tuning (black, dashed) "
-               "as reference lines with ±1 stderr bands; dots are individual seeds.")
+    caption = (f"Mean score per dataset (its primary metric) with its {100 * view.confidence:g}% interval; base "
+               "(grey, solid) and full fine-tuning (black, dashed) as reference lines with interval bands; dots "
+               "are individual seeds.")
     series = _series(view)
     if not series or not view.datasets:
         return FigureResult(name, title, caption, skipped="No finished LoRA arm with accuracy results.")
@@ -127,7 +135,7 @@ def accuracy_vs_rank(view: View, many: bool = False) -> FigureResult:
                 continue
             xs, ys = [g.rank for g, _ in pts], [100 * e.value for _, e in pts]
             label = "lora" if alpha is None else f"lora α={alpha:g}"
-            ax.errorbar(xs, ys, yerr=[100 * e.stderr for _, e in pts], marker="o", capsize=3, label=label,
+            ax.errorbar(xs, ys, yerr=[100 * view.z * e.stderr for _, e in pts], marker="o", capsize=3, label=label,
                         color="tab:blue" if alpha is None else None, zorder=3)
             for g, e in pts:
                 if e.n_seeds > 1:
@@ -136,21 +144,23 @@ def accuracy_vs_rank(view: View, many: bool = False) -> FigureResult:
         for g in view.groups:
             e = view.accuracy.get((g, d.name))
             if e is not None and g.method in ("base", "sft"):
-                reference_line(ax, 100 * e.value, 100 * e.stderr, g.label, colors[g], "-" if g.method == "base" else "--")
+                reference_line(ax, 100 * e.value, 100 * view.z * e.stderr, g.label, colors[g],
+                               "-" if g.method == "base" else "--")
         log2_rank_axis(ax, [g.rank for gs in series.values() for g in gs])
         ax.set_title(text(f"{d.name} ({d.group})"), fontsize=9)
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel(f"{d.metric} (%)")
         ax.legend(fontsize=7, loc="best")
     return FigureResult(name, title, caption, render(fig))
 
 
 def gain_vs_forgetting(view: View, many: bool = False) -> FigureResult:
     name = _name("gain_vs_forgetting", view, many)
-    title = "In-domain gain vs out-of-domain forgetting" + (f" (trained on {view.train_set})" if view.train_set else "")
-    caption = ("Pareto view: up = learns more, left = forgets less. Error bars ±1 stderr; marker area grows "
-               "with trainable parameters (log); the line joins the Pareto-optimal arms.")
-    if view.base is None or not view.in_domain or not view.out_domain:
-        missing = "a base arm" if view.base is None else "in-domain sets" if not view.in_domain else "out-of-domain sets"
+    title = "In-domain gain vs forgetting on far sets" + (f" (trained on {view.train_set})" if view.train_set else "")
+    caption = (f"Pareto view: up = learns more, left = forgets less. Error bars: {100 * view.confidence:g}% paired "
+               "intervals (comparisons.csv); marker area grows with trainable parameters (log); the line joins "
+               "the Pareto-optimal arms.")
+    if view.base is None or not view.in_domain or not view.far:
+        missing = "a base arm" if view.base is None else "in-domain sets" if not view.in_domain else "far sets"
         return FigureResult(name, title, caption, skipped=f"Needs {missing}; none was scored.")
     pts = []
     for g in view.groups:
@@ -167,7 +177,7 @@ def gain_vs_forgetting(view: View, many: bool = False) -> FigureResult:
     colors = rank_colors(view.groups)
     for g, gain, forget, params in pts:
         size = 60 if not params else 30 + 400 * ((math.log10(params) - lo) / (hi - lo) if hi > lo else 0.5)
-        ax.errorbar(100 * forget.value, 100 * gain.value, xerr=100 * forget.stderr, yerr=100 * gain.stderr,
+        ax.errorbar(100 * forget.value, 100 * gain.value, xerr=error_bar(forget, view.z), yerr=error_bar(gain, view.z),
                     fmt="none", ecolor=colors[g], alpha=0.7, zorder=2)
         ax.scatter([100 * forget.value], [100 * gain.value], s=size, color=colors[g], edgecolor="0.2", alpha=0.85,
                    marker="s" if g.method == "sft" else "o", zorder=3)
@@ -184,7 +194,7 @@ def gain_vs_forgetting(view: View, many: bool = False) -> FigureResult:
         ax.legend(fontsize=8)
     ax.axhline(0, color=BASE_COLOR, linewidth=0.8)
     ax.axvline(0, color=BASE_COLOR, linewidth=0.8)
-    ax.set_xlabel("mean forgetting, out-of-domain (pp; base − arm)")
+    ax.set_xlabel("mean forgetting, far sets (pp; base − arm)")
     ax.set_ylabel("mean gain, in-domain (pp; arm − base)")
     return FigureResult(name, title, caption, render(fig))
 

@@ -37,6 +37,16 @@ UNITS: tuple[tuple[str, str, str], ...] = (
     ("precision", "recipe", "the training recipe: fp32, or bf16-mixed (bf16 compute, fp32 master weights and "
      "AdamW state); every arm is also evaluated under it"),
     ("final loss", "nats per answer token", "cross-entropy on the answer tokens at the last step"),
+    ("dataset", "name", "the evaluated set"),
+    ("metric", "name", "accuracy, or acc_norm (choice log-likelihood per UTF-8 byte) for multiple choice with "
+     "choices of unequal length: the set's primary metric"),
+    ("relation", "in | near | far", "the set's relation to the training set: its own test split, a set of the "
+     "same kind (transfer), or another kind (forgetting)"),
+    ("items", "count", "test items scored (paired: the same items for every arm)"),
+    ("agreement with base", "%", "items on which a trained arm and the base model are both right or both wrong "
+     "(mean over arms); the more they agree, the smaller the paired error"),
+    ("MDE (pp)", "percentage points", "minimum detectable effect: the smallest true difference the paired test "
+     "finds with 80% power at this n and agreement, after the Holm correction"),
     ("margin", "nats", "mc: log-likelihood of the gold choice − the best other choice, mean over items"),
 )
 

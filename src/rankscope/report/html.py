@@ -78,7 +78,7 @@ def figure(f: FigureResult) -> str:
 
 def recommendation(rec: Recommendation, level: int = 3) -> str:
     where = f" (trained on {rec.train_set})" if rec.train_set else ""
-    head = f"Recommended LoRA rank: r={rec.rank}" if rec.decided else "No rank recommended: the data cannot decide"
+    head = rec.headline
     return (f"<div class=\"rec{'' if rec.decided else ' undecided'}\"><h{level}>{esc(head + where)}</h{level}>"
             f"<p>{esc(rec.reason)}</p><p class=\"note\"><b>Rule:</b> {esc(rec.rule)}</p></div>")
 

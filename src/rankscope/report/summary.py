@@ -42,7 +42,7 @@ def table(t: Table, level: int = 3) -> str:
 
 def recommendation(rec: Recommendation) -> str:
     where = f" (trained on {md(rec.train_set)})" if rec.train_set else ""
-    head = f"**Recommended LoRA rank: r={rec.rank}**" if rec.decided else "**No rank recommended: the data cannot decide**"
+    head = f"**{rec.headline}**"
     return f"{head}{where}\n\n{md(rec.reason)}\n\nRule: {md(rec.rule)}\n"
 
 

@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 
 from rankscope.errors import RankscopeError
+from rankscope.verdicts.comparisons import Comparison
+from rankscope.verdicts.recommend import Recommendation, recommend_all
+from rankscope.verdicts.run_dir import finished_arms, run_comparisons
+from rankscope.verdicts.settings import RuleSettings, rule_settings
 
 RESULT_COLUMNS = ("arm_id", "method", "dataset", "metric", "value")
 
@@ -43,6 +47,8 @@ class ResultRow:
     n: int | None
     stderr: float | None
     status: str
+    relation: str = ""  # in | near | far ("" in runs written before the column existed)
+    primary: bool | None = None  # this metric drives gain/forgetting on the set (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,9 @@ class RunStore:
     singular_values: dict[str, np.ndarray] = field(default_factory=dict)
     attention_maps: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)  # paired, from the item files
+    recommendations: list[Recommendation] = field(default_factory=list)
+    rule: RuleSettings = field(default_factory=RuleSettings)
 
     def failed_arms(self) -> list[ArmInfo]:
         """Arms whose arm.json or results.csv says they failed, in arm id order."""
@@ -162,7 +171,8 @@ def read_results(path: Path, notes: list[str]) -> list[ResultRow]:
                     domain=(raw.get("domain") or "").strip(), format=(raw.get("format") or "").strip(),
                     metric=(raw.get("metric") or "").strip(), value=_num(raw.get("value")),
                     n=_num(raw.get("n"), int), stderr=_num(raw.get("stderr")),
-                    status=(raw.get("status") or "").strip(),
+                    status=(raw.get("status") or "").strip(), relation=(raw.get("relation") or "").strip(),
+                    primary=None if not (raw.get("primary") or "").strip() else raw["primary"].strip() in ("1", "true", "True"),
                 ))
             except (ValueError, TypeError, AttributeError) as exc:
                 notes.append(f"{path}:{line}: malformed row skipped ({exc})")
@@ -319,4 +329,20 @@ def load_run(run_dir: Path | str) -> RunStore:
         attention_maps=_read_tensors(analysis / "attention_maps.safetensors", notes),
         notes=notes,
     )
+    _attach_verdicts(store)
     return store
+
+
+def _attach_verdicts(store: RunStore) -> None:
+    """Paired comparisons and recommendations from the item files (rankscope.verdicts); a run
+    without item files (written before they existed) gets a note and undecided recommendations."""
+    store.rule = rule_settings(store.path)
+    try:
+        store.comparisons = run_comparisons(store.path, store.rule)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        store.notes.append(f"paired comparisons could not be built from the item files ({exc})")
+        store.comparisons = []
+    if not store.comparisons and any(a.method != "base" and a.status == "done" for a in store.arms.values()):
+        store.notes.append("no per-item records (arms/*/items/): intervals are unpaired and no rank is recommended; "
+                           "rerun `rankscope run` on this run's config to score the items")
+    store.recommendations = recommend_all(store.comparisons, finished_arms(store.path), store.rule)

@@ -14,21 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rankscope.errors import RankscopeError
-from rankscope.atomic import atomic_write_json, atomic_write_text
+from rankscope.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from rankscope.runstore.arms import ArmPlan
+from rankscope.verdicts.items import ITEMS_DIR, encode_items, items_path
 
 RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "seed", "train_set", "dataset", "kind", "domain",
-                  "format", "metric", "value", "n", "stderr", "status"]
+                  "relation", "format", "metric", "value", "n", "stderr", "primary", "status"]
 
 
 @dataclass(frozen=True)
 class EvalTarget:
-    """One dataset an arm is scored on, with its domain relative to the arm's training set."""
+    """One dataset an arm is scored on, with its domain and relation to the arm's training set and
+    the metric that drives decisions on it (DatasetSpec.primary_metric, ``auto`` resolved)."""
 
     dataset: str
     kind: str
     format: str
     domain: str  # in | out
+    relation: str = "far"  # in | near | far
+    primary_metric: str = "accuracy"
 
 
 class RunWriter:
@@ -63,8 +67,10 @@ class RunWriter:
 
     def is_done(self, arm_id: str, fingerprint: str) -> bool:
         record = self.read_arm(arm_id)
+        folder = self.arm_dir(arm_id)
+        # An arm finished by a rankscope that kept no per-item records is redone to get them.
         return bool(record) and record.get("status") == "done" and record.get("eval_fingerprint") == fingerprint \
-            and (self.arm_dir(arm_id) / "eval.json").is_file()
+            and (folder / "eval.json").is_file() and (folder / ITEMS_DIR).is_dir()
 
     # -- writes --------------------------------------------------------------------------------
     def write_config(self, text: str) -> None:
@@ -80,6 +86,10 @@ class RunWriter:
 
     def write_json(self, arm_id: str, name: str, payload: object) -> None:
         atomic_write_json(self.arm_dir(arm_id) / name, payload)
+
+    def write_items(self, arm_id: str, dataset: str, rows: list[dict]) -> None:
+        """``items/<dataset>.jsonl.gz``: one line per scored question (rankscope.verdicts.items)."""
+        atomic_write_bytes(items_path(self.arm_dir(arm_id), dataset), encode_items(rows))
 
     def finish_arm(self, arm: ArmPlan, fingerprint: str, status: str = "done", error: str | None = None) -> None:
         """Written last: it is what makes the arm count as finished."""
@@ -112,9 +122,10 @@ class RunWriter:
                         continue
                     for metric, value in scores["metrics"].items():
                         rows.append({**common, "train_set": train_set, "dataset": target.dataset,
-                                     "kind": target.kind, "domain": target.domain, "format": target.format,
-                                     "metric": metric, "value": value["value"], "n": value["n"],
-                                     "stderr": value["stderr"], "status": "done"})
+                                     "kind": target.kind, "domain": target.domain, "relation": target.relation,
+                                     "format": target.format, "metric": metric, "value": value["value"],
+                                     "n": value["n"], "stderr": value["stderr"],
+                                     "primary": int(metric == target.primary_metric), "status": "done"})
         return rows
 
     def write_results(self, rows: list[dict]) -> Path:

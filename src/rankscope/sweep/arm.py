@@ -7,7 +7,7 @@ for the in-process executor, writes the heavy weight files into the arm's folder
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -34,9 +34,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ArmOutput:
+    """What one arm produced. ``items``: dataset -> per-item rows (rankscope.verdicts.items),
+    shipped back from a Ray worker with the rest and written by the driver."""
+
     evaluation: dict
     training: dict | None = None
     analysis: ArmAnalysis | None = None
+    items: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def build_probes(context: SweepContext) -> Probes:
@@ -75,10 +79,12 @@ class ArmRunner:
             self.context.plan[arm.arm_id] = planned
         return planned
 
-    def _evaluate(self, arm: ArmPlan, model: torch.nn.Module) -> dict:
-        """Every arm is scored in the recipe's compute dtype, so precision cannot tell arms apart."""
+    def _evaluate(self, arm: ArmPlan, model: torch.nn.Module, items: dict[str, list[dict]]) -> dict:
+        """Every arm is scored in the recipe's compute dtype, so precision cannot tell arms apart;
+        ``items`` receives the per-item records (arms/<id>/items/)."""
         with self.precision.autocast(self.context.device):
-            return evaluate_model(model, self.context.tokenizer, self._datasets_for(arm), self.context.config.eval)
+            return evaluate_model(model, self.context.tokenizer, self._datasets_for(arm), self.context.config.eval,
+                                  items)
 
     def _datasets_for(self, arm: ArmPlan) -> dict[str, LoadedDataset]:
         data = self.context.data
@@ -116,8 +122,9 @@ class ArmRunner:
         base = self.context.base
         # Take the base reference before anything can train (sft trains a copy, LoRA adds factors).
         self._analysis_reference()
-        evaluation = self._evaluate(arm, base.model)
-        return ArmOutput(evaluation=evaluation, analysis=self._analyze(arm, base.model))
+        items: dict[str, list[dict]] = {}
+        evaluation = self._evaluate(arm, base.model, items)
+        return ArmOutput(evaluation=evaluation, analysis=self._analyze(arm, base.model), items=items)
 
     def _train(self, arm: ArmPlan, make_model) -> tuple[torch.nn.Module, dict]:
         """Build the arm's model and train it inside one memory measurement: peak_memory_total_mb
@@ -147,9 +154,10 @@ class ArmRunner:
             holder.append(apply_lora(self.context.base.model, self.context.config.arms.lora, arm.rank, arm.seed))
             return holder[0]
 
+        items: dict[str, list[dict]] = {}
         try:
             model, training = self._train(arm, make_model)
-            evaluation = self._evaluate(arm, model)
+            evaluation = self._evaluate(arm, model, items)
             analysis = self._analyze(arm, model)
             # a base model reference peft can resolve (the default model's hub id, not its GGUF folder)
             adapter_config = model.peft_config["default"]
@@ -159,7 +167,7 @@ class ArmRunner:
         finally:
             if holder:
                 self.context.replace_base_model(remove_lora(holder[0]))
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)
 
     def _sft_model(self, arm: ArmPlan) -> torch.nn.Module:
         """A trainable copy beside the resident base, or, when the plan says the copy does not
@@ -198,12 +206,13 @@ class ArmRunner:
             model.load_state_dict(load_file(str(Path(out) / WEIGHTS_FILE)), strict=False)  # tied weights once
             if config.sweep.save_weights:
                 shutil.move(str(Path(out) / WEIGHTS_FILE), str(arm_dir / "model.safetensors"))
+        items: dict[str, list[dict]] = {}
         try:
-            evaluation = self._evaluate(arm, model)
+            evaluation = self._evaluate(arm, model, items)
             analysis = self._analyze(arm, model)
         finally:
             del model
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)
 
     def _run_sft(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
         self._analysis_reference()
@@ -213,9 +222,10 @@ class ArmRunner:
         if not self.estimate(arm).base_resident:
             self.context.drop_base_model()  # before measuring: the arm's own memory excludes it
         model = None
+        items: dict[str, list[dict]] = {}
         try:
             model, training = self._train(arm, lambda: self._sft_model(arm))
-            evaluation = self._evaluate(arm, model)
+            evaluation = self._evaluate(arm, model, items)
             analysis = self._analyze(arm, model)
             if self.context.config.sweep.save_weights:
                 # Tied weights (embeddings = output head) are stored once.
@@ -229,4 +239,4 @@ class ArmRunner:
                 save_file(state, str(arm_dir / "model.safetensors"), metadata={"format": "pt"})
         finally:
             del model
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis)
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)

@@ -11,6 +11,7 @@ from rankscope.config import DatasetSpec, RankscopeConfig
 from rankscope.data.registry import load_dataset
 from rankscope.data.types import LoadedDataset, TaskInfo
 from rankscope.errors import DatasetError
+from rankscope.evaluate.metrics import auto_primary_metric
 from rankscope.models.load import LoadedModel, load_base_model
 from rankscope.runstore.writer import EvalTarget
 from rankscope.train.loop import EncodedExample, encode_examples
@@ -29,11 +30,28 @@ class SweepData:
     targets: dict[str, list[EvalTarget]]
 
 
-def evaluation_targets(config: RankscopeConfig, infos: dict[str, TaskInfo]) -> dict[str, list[EvalTarget]]:
-    """A training set's own test split is in-domain; every other set out-of-domain unless its spec says."""
+def _relation(spec: DatasetSpec, train_spec: DatasetSpec, kind: str, train_kind: str, domain: str) -> str:
+    """in | near | far of one evaluated set to one training set: the set's own ``relation``
+    (one value, or a mapping by training set) when given; else in-domain is in, a set of the
+    training set's kind near, the rest far."""
+    setting = spec.relation
+    if isinstance(setting, dict):
+        setting = setting.get(train_spec.name)
+    if setting is not None:
+        return setting
+    if spec.name == train_spec.name or domain == "in":
+        return "in"
+    return "near" if kind == train_kind else "far"
+
+
+def evaluation_targets(config: RankscopeConfig, infos: dict[str, TaskInfo],
+                       auto_primary: dict[str, str] | None = None) -> dict[str, list[EvalTarget]]:
+    """A training set's own test split is in-domain; every other set out-of-domain unless its spec
+    says. ``auto_primary``: the data's answer to ``primary_metric: auto`` per set (default accuracy)."""
     specs: dict[str, DatasetSpec] = {spec.name: spec for spec in config.data.train}
     for spec in config.data.eval:
         specs.setdefault(spec.name, spec)
+    auto_primary = auto_primary or {}
     targets: dict[str, list[EvalTarget]] = {}
     for train_spec in config.data.train:
         rows = []
@@ -43,7 +61,10 @@ def evaluation_targets(config: RankscopeConfig, infos: dict[str, TaskInfo]) -> d
             else:
                 domain = spec.domain or "out"
             info = infos[name]
-            rows.append(EvalTarget(dataset=name, kind=info.kind, format=info.format, domain=domain))
+            primary = spec.primary_metric if spec.primary_metric != "auto" else auto_primary.get(name, "accuracy")
+            relation = _relation(spec, train_spec, info.kind, infos[train_spec.name].kind, domain)
+            rows.append(EvalTarget(dataset=name, kind=info.kind, format=info.format, domain=domain,
+                                   relation=relation, primary_metric=primary))
         targets[train_spec.name] = rows
     return targets
 
@@ -67,7 +88,9 @@ def load_sweep_data(config: RankscopeConfig) -> SweepData:
         if not dataset.test:
             raise DatasetError(f"data.eval: {spec.name}", "has no rows to evaluate", "check its path, split or n_test")
         evaluated[spec.name] = dataset
-    return SweepData(train_sets=train_sets, evaluated=evaluated, targets=evaluation_targets(config, {name: d.info for name, d in evaluated.items()}))
+    infos = {name: d.info for name, d in evaluated.items()}
+    auto = {name: auto_primary_metric(d.info.format, d.test) for name, d in evaluated.items()}
+    return SweepData(train_sets=train_sets, evaluated=evaluated, targets=evaluation_targets(config, infos, auto))
 
 
 @dataclass

@@ -17,6 +17,11 @@ from rankscope.runstore.arms import ArmPlan, Method
 __all__ = ["ArmPlan", "Method", "base_arm", "evaluation_fingerprint", "plan_arms"]
 
 
+# Dataset keys that change how results are judged, not what is trained or scored: an arm keeps
+# its id and stays finished when they change.
+DECISION_ONLY_KEYS = ("primary_metric", "relation")
+
+
 def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -24,7 +29,7 @@ def _digest(payload: object) -> str:
 def _train_identity(config: RankscopeConfig, train_set: DatasetSpec) -> dict:
     return {
         "model": config.model.model_dump(mode="json", exclude={"cache_dir", "device"}),
-        "train_set": train_set.model_dump(mode="json"),
+        "train_set": train_set.model_dump(mode="json", exclude=set(DECISION_ONLY_KEYS)),
         # shared_prefix and gradient_checkpointing change how the loss and gradients are
         # computed, not their values: same arm either way.
         "train": config.train.model_dump(mode="json", exclude={"lr", "log_every", "shared_prefix",
@@ -68,7 +73,8 @@ def plan_arms(config: RankscopeConfig) -> list[ArmPlan]:
 def evaluation_fingerprint(config: RankscopeConfig) -> str:
     """Changes when what an arm is evaluated on changes; a finished arm with another fingerprint is redone."""
     return _digest({
-        "data": config.data.model_dump(mode="json"),
+        "data": config.data.model_dump(mode="json", exclude={"train": {"__all__": set(DECISION_ONLY_KEYS)},
+                                                             "eval": {"__all__": set(DECISION_ONLY_KEYS)}}),
         "eval": config.eval.model_dump(mode="json"),
         "analysis": config.analysis.model_dump(mode="json"),
     })

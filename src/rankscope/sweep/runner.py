@@ -24,6 +24,7 @@ from rankscope.sweep.context import SweepContext, evaluation_targets, load_sweep
 from rankscope.runstore.arms import ArmPlan
 from rankscope.sweep.plan import evaluation_fingerprint, plan_arms
 from rankscope.runstore.writer import RunWriter
+from rankscope.verdicts.run_dir import write_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ def record_arm(store: RunWriter, run_dir: Path, result: ArmResult, fingerprint: 
     if output.training is not None:
         store.write_json(arm.arm_id, "train.json", output.training)
     store.write_json(arm.arm_id, "eval.json", output.evaluation)
+    for dataset, rows in output.items.items():
+        store.write_items(arm.arm_id, dataset, rows)
     if output.analysis is not None:
         write_arm_analysis(run_dir, output.analysis)
     store.finish_arm(arm, fingerprint)
@@ -104,6 +107,7 @@ def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOu
         ran.append(arm.arm_id)
     rows = store.result_rows(arms, context.data.targets if pending else _targets_from_store(store, config, arms))
     results_csv = store.write_results(rows)
+    write_verdicts(run_dir)  # comparisons.csv and recommendation.json from the item files
     return SweepOutcome(run_dir=run_dir, arms=arms, ran=ran, skipped=skipped, failed=failed,
                         results_csv=results_csv, wall_time_s=round(time.perf_counter() - started, 2))
 
@@ -117,4 +121,5 @@ def _targets_from_store(store: RunWriter, config: RankscopeConfig, arms: list[Ar
         return load_sweep_data(config).targets
     stored = json.loads(path.read_text())["datasets"]
     infos = {name: TaskInfo(name=name, kind=scores["kind"], format=scores["format"]) for name, scores in stored.items()}
-    return evaluation_targets(config, infos)
+    auto = {name: scores.get("primary_metric", "accuracy") for name, scores in stored.items()}
+    return evaluation_targets(config, infos, auto)
