@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from rankscope.analysis import BaseReference, analyze_arm
+from rankscope.analysis.base_cache import BASE_REFERENCE_DIR
 from rankscope.analysis.rows import ArmAnalysis
 from rankscope.data.prompts import render_prompt
 from rankscope.data.types import LoadedDataset
@@ -54,8 +55,10 @@ def build_probes(context: SweepContext) -> dict[str, torch.Tensor]:
 class ArmRunner:
     """Runs arms in this process, reusing the base model, tokenized data and base analysis."""
 
-    def __init__(self, context: SweepContext):
+    def __init__(self, context: SweepContext, run_dir: Path | None = None):
         self.context = context
+        #: the base reference's weight half is streamed to (and resumed from) here; None: memory
+        self.reference_dir = run_dir / "analysis" / BASE_REFERENCE_DIR if run_dir is not None else None
         self._probes: dict[str, torch.Tensor] | None = None
         self._reference: BaseReference | None = None
 
@@ -73,7 +76,9 @@ class ArmRunner:
             spec = self.context.config.analysis
             self._reference = BaseReference.compute(self.context.base.model, self._probes,
                                                     intruders=spec.intruders,
-                                                    spectral_threads=spec.spectral_threads)
+                                                    spectral_threads=spec.spectral_threads,
+                                                    spec=spec, cache_dir=self.reference_dir,
+                                                    key=self.context.config.model.model_dump_json())
         return self._reference
 
     def _analyze(self, arm: ArmPlan, model: torch.nn.Module) -> ArmAnalysis | None:
