@@ -114,7 +114,7 @@ def base_entry(W0: Tensor, settings: SpectralSettings, intruders: bool, intruder
     if settings.method == "exact":
         U, S, _ = torch.linalg.svd(W, full_matrices=False)  # all of them
     else:
-        top = top_singular_triplets(W, settings.base_k(intruder_k), settings.topk)
+        top = top_singular_triplets(W, settings.base_k(intruder_k), settings.topk, check_k=intruder_k)
         U, S = top.U, top.S
     return ModuleReference(W0.detach().to("cpu"), U.to("cpu"), S.to("cpu"))
 
@@ -233,7 +233,8 @@ class _Pass:
             return dense_singular_values(delta), frobenius, True
         if self.settings.full_spectrum:
             return torch.linalg.svdvals(delta), frobenius, True
-        top = self.track(top_singular_triplets(delta, self.settings.spectrum_k, self.settings.topk))
+        # values only: each within tol * s_1 of a true one (no vector of dW is used)
+        top = self.track(top_singular_triplets(delta, self.settings.spectrum_k, self.settings.topk, check_k=0))
         return top.S, frobenius, top.S.numel() >= min(delta.shape)
 
 
