@@ -7,10 +7,14 @@ Metrics of a spectrum ``s`` (descending) of a ``d_out x d_in`` update ``dW``:
 - ``stable_rank = ||dW||_F^2 / s_1^2`` (Rudelson & Vershynin 2007);
 - ``numerical_rank = #{s_i > rtol * s_1}``, ``rtol = max(d_out, d_in) * eps(float32)``: the
   tolerance of ``numpy.linalg.matrix_rank`` at float32 (kept for comparison with earlier runs);
-- ``numerical_rank_dtype``: the same with ``eps`` of the dtype the weights were trained in
-  (``eps(bfloat16) = 2^-7``, ``eps(float16) = 2^-10``, ``eps(float32) = 2^-23``). Rounding a
-  trained bf16 weight leaves noise ~``eps(bf16)`` relative; with the fp32 tolerance that noise
-  alone makes the update full rank, with the bf16 one it does not;
+- ``numerical_rank_dtype = #{s_i > s_1 * eps / 2 * sqrt(d_out + d_in + 1)}`` with ``eps`` of the
+  dtype the weights were trained in (``eps(bfloat16) = 2^-7``, ``eps(float16) = 2^-10``,
+  ``eps(float32) = 2^-23``): the "expected roundoff error" threshold of Numerical Recipes (Press
+  et al. 2007, 3rd ed., p. 71; quoted in ``numpy.linalg.matrix_rank``'s notes). Rounding errors are
+  random, so their spectral norm grows like ``sqrt(d)``; numpy's worst-case ``max(d_out, d_in) *
+  eps`` would be ``>= 1`` for bf16 and any side above 128, i.e. every bf16 update would have rank 0.
+  With the fp32 tolerance, bf16 rounding noise alone makes an update full rank; with this one it
+  does not;
 - ``energy_rank_90`` / ``energy_rank_99``: the smallest ``r`` with
   ``sum_{i<=r} s_i^2 >= 0.90 (0.99) ||dW||_F^2``: rounding noise of relative size ``e`` moves the
   energy by ~``e^2``, so these barely move (the robust ranks the report uses);
@@ -48,6 +52,11 @@ def dtype_eps(dtype: torch.dtype | str) -> float:
 def default_rtol(shape: tuple[int, int], dtype: torch.dtype | str = torch.float32) -> float:
     """``max(d_out, d_in) * eps(dtype)``, the tolerance of ``numpy.linalg.matrix_rank``."""
     return max(shape) * dtype_eps(dtype)
+
+
+def roundoff_rtol(shape: tuple[int, int], dtype: torch.dtype | str = torch.float32) -> float:
+    """``eps(dtype) / 2 * sqrt(d_out + d_in + 1)``: Numerical Recipes' expected-roundoff tolerance."""
+    return dtype_eps(dtype) / 2 * math.sqrt(shape[0] + shape[1] + 1)
 
 
 def entropy_effective_rank(singular_values: Tensor | np.ndarray) -> float:
@@ -119,7 +128,7 @@ def spectrum_metrics(
     }
     ranks = {
         "numerical_rank": _rank_above(s, rtol * s_max, complete) if s_max > 0 else 0.0,
-        "numerical_rank_dtype": _rank_above(s, default_rtol(shape, dtype) * s_max, complete) if s_max > 0 else 0.0,
+        "numerical_rank_dtype": _rank_above(s, roundoff_rtol(shape, dtype) * s_max, complete) if s_max > 0 else 0.0,
     }
     for level in ENERGY_RANK_LEVELS:
         ranks[f"energy_rank_{round(level * 100)}"] = energy_rank(s, total, level)
@@ -135,4 +144,4 @@ def spectrum_metrics(
 
 
 __all__ = ["DEFAULT_ENERGY_KS", "ENERGY_RANK_LEVELS", "default_rtol", "dtype_eps", "energy_rank",
-           "entropy_effective_rank", "spectrum_metrics"]
+           "entropy_effective_rank", "roundoff_rtol", "spectrum_metrics"]

@@ -8,9 +8,12 @@ with randomness", SIAM Review 53(2), Algorithm 4.4 with ``n_iter`` power iterati
 ``O(m n (k + p) (2 n_iter + 2))`` and is what ``torch.svd_lowrank`` implements.
 
 Accuracy check (a-posteriori, no knowledge of the true spectrum needed). ``svd_lowrank`` returns
-the Rayleigh-Ritz triplets of ``A`` on an orthonormal basis ``Q``; for them ``A^T u_i = s_i v_i``
-holds exactly and the residual ``r_i = A v_i - s_i u_i = (I - Q Q^T) A v_i`` is what is left. By
-Weyl / Wedin (Golub & Van Loan, "Matrix Computations", 4th ed., sec. 8.6 and 8.1.4):
+the Rayleigh-Ritz triplets of ``A`` on an orthonormal basis ``Q`` of its column (or, for a wide
+matrix, row) space; one of ``A v_i = s_i u_i`` and ``A^T u_i = s_i v_i`` then holds exactly and the
+other leaves the residual. We take both: ``||r_i||^2 = ||A v_i - s_i u_i||^2 +
+||A^T u_i - s_i v_i||^2``. For the symmetric embedding ``[[0, A], [A^T, 0]]`` and its Ritz pair
+``(s_i, [u_i; v_i] / sqrt 2)`` the residual norm is ``||r_i|| / sqrt 2``, so by the standard bounds
+(Golub & Van Loan, "Matrix Computations", 4th ed., sec. 8.1 and 8.6; Wedin 1972):
 
 - some true singular value lies within ``||r_i||`` of ``s_i``;
 - the angle between ``u_i`` and the true singular vector is at most ``||r_i|| / gap_i``.
@@ -46,7 +49,7 @@ class TopKSettings:
 
     ``oversample``: extra random directions (Halko et al. recommend 5-10); ``n_iter``: power
     iterations (each sharpens the gap ``(s_{k+p}/s_k)^(2 n_iter + 1)``); ``tol``: accepted
-    ``||A v_i - s_i u_i|| / s_i``; ``max_refine``: how often ``n_iter`` is doubled before the exact
+    ``||r_i|| / s_i``; ``max_refine``: how often ``n_iter`` is doubled before the exact
     fallback; ``seed``: of the random test matrix.
     """
 
@@ -62,7 +65,7 @@ class TopK:
     """Top-k triplets ``A ~ U diag(S) V^T``, descending.
 
     ``U [m, k]``, ``S [k]``, ``V [n, k]`` float32 on the computing device; ``residual`` is
-    ``max_i ||A v_i - s_i u_i|| / s_i`` over the checked leading triplets (0 for the exact SVD); ``method`` is ``randomized``,
+    ``max_i ||r_i|| / s_i`` over the checked leading triplets (0 for the exact SVD); ``method`` is ``randomized``,
     ``dense`` (small matrix: the dense SVD directly) or ``exact`` (the fallback after refinement); ``n_iter`` the power iterations finally used (0 for exact).
     """
 
@@ -81,9 +84,11 @@ def exact_triplets(A: Tensor, k: int, method: str = "exact") -> TopK:
 
 
 def relative_residuals(A: Tensor, U: Tensor, S: Tensor, V: Tensor) -> Tensor:
-    """``||A v_i - s_i u_i|| / s_i`` per triplet ``[k]`` (``inf`` where ``s_i = 0``)."""
-    R = A @ V - U * S  # [m, k]
-    norms = torch.linalg.vector_norm(R, dim=0)
+    """``sqrt(||A v_i - s_i u_i||^2 + ||A^T u_i - s_i v_i||^2) / s_i`` per triplet ``[k]``
+    (``inf`` where ``s_i = 0``)."""
+    right = torch.linalg.vector_norm(A @ V - U * S, dim=0)  # [k]; A @ V: [m, k]
+    left = torch.linalg.vector_norm(A.T @ U - V * S, dim=0)  # [k]; A^T @ U: [n, k]
+    norms = torch.hypot(right, left)
     return torch.where(S > 0, norms / S.clamp_min(torch.finfo(S.dtype).tiny), torch.full_like(S, float("inf")))
 
 
@@ -120,7 +125,7 @@ def top_singular_triplets(A: Tensor, k: int, settings: TopKSettings | None = Non
             lead = residuals if check_k is None else residuals[:check_k]
             return TopK(U.contiguous(), S.contiguous(), V.contiguous(), float(lead.max()) if lead.numel() else 0.0,
                         "randomized", n_iter)
-        n_iter *= 2
+        n_iter = max(1, 2 * n_iter)
     return exact_triplets(A, k)
 
 
