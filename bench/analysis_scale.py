@@ -19,8 +19,11 @@ each of the 7 projection shapes run once through the top-k path (base reference 
 then the arm pass), summed and times 32. Peak host memory: the resident set of this process
 during that pass (one module pair held at a time, as the streamed analysis holds it).
 
-Last line: ``speedup N.Nx; projected 8B analysis: N min, M GiB`` (speedup: exact / top-k time of
-base reference plus arm pass on the big module, median over the top-k repeats).
+Times are process CPU seconds (all threads) beside wall seconds: on a shared machine the wall
+time is mostly waiting for a core. Last line: ``speedup N.Nx; projected 8B analysis: N min, M GiB``
+with the speedup = exact / top-k CPU time of base reference plus arm pass on the big module
+(medians), and the projection = CPU time of one layer x layers / threads, i.e. the wall time on
+that many dedicated cores at the measured work (the wall-time ratio is printed too).
 
 Run: ``python bench/analysis_scale.py [--threads 2] [--topk-repeats 2] [--exact-repeats 1]``;
 ``--d-out/--d-in/--layers/--shapes small`` shrink it (the test uses tiny sizes).
@@ -33,6 +36,7 @@ import math
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -80,12 +84,21 @@ def one_module_model(name: str, W: torch.Tensor) -> nn.Module:
     return model
 
 
+@dataclass
+class Timing:
+    wall: float  # seconds
+    cpu: float  # process CPU seconds, all threads (on a shared machine the wall time is mostly waiting)
+
+    def __str__(self) -> str:
+        return f"{self.cpu:.1f} s CPU ({self.wall:.1f} s wall)"
+
+
 def analyse(name: str, W0: torch.Tensor, W_ft: torch.Tensor, settings: SpectralSettings, k: int, folder: Path):
-    """Base reference (to disk) + sft arm pass of one module; returns (seconds, result, cache)."""
-    start = time.perf_counter()
+    """Base reference (to disk) + sft arm pass of one module; returns (Timing, result, cache)."""
+    start, cpu = time.perf_counter(), time.process_time()
     cache = build_base_reference(one_module_model(name, W0), folder, settings, intruder_k=k)
     result = weight_update_spectra("sft", one_module_model(name, W_ft), cache, intruder_k=k, settings=settings)
-    return time.perf_counter() - start, result, cache
+    return Timing(time.perf_counter() - start, time.process_time() - cpu), result, cache
 
 
 def metric(result, name: str) -> float:
@@ -118,32 +131,37 @@ def main() -> None:
         tmp = Path(tmp)
         small_W0, small_W_ft = matrix_pair(64, 96)  # warm-up: imports and first-call overheads
         analyse(name, small_W0, small_W_ft, topk, args.k, tmp / "warm-up")
-        # ---- projection first (its peak memory is not inflated by the exact path's buffers)
-        shapes = LLAMA_8B if args.shapes == "8b" else {name: (args.d_out, args.d_in)}
-        per_layer = 0.0
-        with PeakMemory(torch.device("cpu")) as peak:
-            for module, (d_out, d_in) in shapes.items():
-                W0, W_ft = matrix_pair(d_out, d_in, seed=1)
-                seconds, _, _ = analyse(module, W0, W_ft, topk, args.k, tmp / f"proj-{module}")
-                per_layer += seconds
-                print(f"  top-k {module} {d_out}x{d_in}: {seconds:.1f} s", flush=True)
-                del W0, W_ft
-        projected_min = per_layer * args.layers / 60
-
-        # ---- exact vs top-k on the big pair, interleaved
         W0, W_ft = matrix_pair(args.d_out, args.d_in, seed=0)
-        times: dict[str, list[float]] = {"topk": [], "exact": []}
-        results = {}
-        caches = {}
-        for round_ in range(max(args.topk_repeats, args.exact_repeats)):
-            for label, settings, repeats in (("topk", topk, args.topk_repeats), ("exact", exact, args.exact_repeats)):
-                if round_ >= repeats:
+        times: dict[str, list[Timing]] = {"topk": [], "exact": []}
+        results, caches = {}, {}
+
+        def run(label: str, settings: SpectralSettings, round_: int) -> None:
+            timing, result, cache = analyse(name, W0, W_ft, settings, args.k, tmp / f"{label}-{round_}")
+            times[label].append(timing)
+            results[label], caches[label] = result, cache
+            print(f"  {label} round {round_ + 1}: {timing} (residual {result.max_residual:.2e}, "
+                  f"exact fallbacks {result.exact_fallbacks})", flush=True)
+
+        # top-k first, then the other projection shapes (their peak memory is not inflated by the
+        # exact path's buffers), then exact and top-k interleaved
+        shapes = LLAMA_8B if args.shapes == "8b" else {name: (args.d_out, args.d_in)}
+        per_shape: dict[tuple[int, int], Timing] = {}
+        with PeakMemory(torch.device("cpu")) as peak:
+            run("topk", topk, 0)
+            per_shape[(args.d_out, args.d_in)] = times["topk"][0]
+            for module, shape in shapes.items():
+                if shape in per_shape:
                     continue
-                seconds, result, cache = analyse(name, W0, W_ft, settings, args.k, tmp / f"{label}-{round_}")
-                times[label].append(seconds)
-                results[label], caches[label] = result, cache
-                print(f"  {label} round {round_ + 1}: {seconds:.1f} s (residual {result.max_residual:.2e}, "
-                      f"exact fallbacks {result.exact_fallbacks})", flush=True)
+                W0_p, W_ft_p = matrix_pair(*shape, seed=1)
+                per_shape[shape], result, _ = analyse(module, W0_p, W_ft_p, topk, args.k, tmp / f"proj-{module}")
+                print(f"  top-k {module} {shape[0]}x{shape[1]}: {per_shape[shape]} (residual "
+                      f"{result.max_residual:.2e}, exact fallbacks {result.exact_fallbacks})", flush=True)
+                del W0_p, W_ft_p
+        for round_ in range(max(args.topk_repeats, args.exact_repeats)):
+            if round_ < args.exact_repeats:
+                run("exact", exact, round_)
+            if 0 < round_ < args.topk_repeats:
+                run("topk", topk, round_)
         key = f"sft/0/{name}"
         s_exact = torch.from_numpy(results["exact"].singular_values[key])
         s_topk = torch.from_numpy(results["topk"].singular_values[key])
@@ -161,8 +179,13 @@ def main() -> None:
         align = {label: metric(results[label], "alignment_mean_cos") for label in results}
 
 
-    t_exact, t_topk = statistics.median(times["exact"]), statistics.median(times["topk"])
-    print(f"time per module (base reference + sft arm): exact {t_exact:.1f} s, top-k {t_topk:.1f} s")
+    cpu_exact = statistics.median(t.cpu for t in times["exact"])
+    cpu_topk = statistics.median(t.cpu for t in times["topk"])
+    wall_exact = statistics.median(t.wall for t in times["exact"])
+    wall_topk = statistics.median(t.wall for t in times["topk"])
+    print(f"time per module (base reference + sft arm), median: exact {cpu_exact:.1f} s CPU "
+          f"({wall_exact:.1f} s wall), top-k {cpu_topk:.1f} s CPU ({wall_topk:.1f} s wall); "
+          f"wall-time ratio {wall_exact / wall_topk:.1f}x")
     print(f"dW singular values: max |err| / s_1 over the top {n}: {value_err:.2e}; "
           f"max relative error of the {strong} above 1% of s_1: {top_err:.2e}")
     print(f"W_0 reference: max |err| / s_1 of the top {m} values: {base_value_err:.2e}; "
@@ -170,8 +193,14 @@ def main() -> None:
     print(f"intruder dimensions: exact {counts['exact']}, top-k {counts['topk']} "
           f"({'agree' if counts['exact'] == counts['topk'] else 'DISAGREE'}); "
           f"alignment_mean_cos: exact {align['exact']:.4f}, top-k {align['topk']:.4f}")
-    print(f"projected: {args.layers} layers x {len(shapes)} projections, {per_layer:.1f} s per layer")
-    print(f"speedup {t_exact / t_topk:.1f}x; projected 8B analysis: {projected_min:.0f} min, "
+    per_shape[(args.d_out, args.d_in)] = Timing(wall_topk, cpu_topk)
+    per_layer = sum(per_shape[shape].cpu for shape in shapes.values())
+    threads = torch.get_num_threads()
+    projected_min = per_layer * args.layers / 60 / threads
+    print(f"projected: {args.layers} layers x {len(shapes)} projections, {per_layer:.1f} CPU s per layer; "
+          f"{projected_min:.1f} min on {threads} dedicated core(s) (CPU time / {threads}), "
+          f"{per_layer * args.layers / 60:.1f} min on one; peak host memory (resident set of the top-k pass)")
+    print(f"speedup {cpu_exact / cpu_topk:.1f}x; projected 8B analysis: {projected_min:.0f} min, "
           f"{peak.mb / 1024:.1f} GiB")
 
 
