@@ -4,7 +4,8 @@ Reads ``analysis/spectral.csv`` and ``analysis/singular_values.safetensors`` of 
 and prints, per metric present in both, the number of shared (arm, layer, module) rows and the
 largest absolute and relative difference; for the singular values, the largest difference over the
 values both runs hold (top-k runs hold the top ``spectrum_k`` of a dense update), relative to the
-largest value of the vector; and the intruder counts per arm (sum over matrices) of both runs.
+largest value of the vector; the intruder counts per arm (sum over matrices) of both runs; and
+each arm's analysis time (``analysis/timings.csv``: the weight pass and the whole analysis).
 
 Run: ``python bench/compare_analysis.py RUN_A RUN_B [--tol 1e-2]``. Exit status 1 when an intruder
 count differs or a singular value differs by more than ``--tol`` (relative to ``s_1``), so it can
@@ -19,7 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from rankscope.analysis.store import read_singular_values, read_spectral
+from rankscope.analysis.store import read_singular_values, read_spectral, read_timings
 
 
 def by_key(run_dir: str) -> dict[tuple[str, str, int, str], float]:
@@ -76,6 +77,13 @@ def main() -> int:
     if per_matrix:
         agree = False
         print(f"{len(per_matrix)} matrices with different intruder counts, e.g. {sorted(per_matrix)[:3]}")
+    times_a, times_b = read_timings(args.run_a), read_timings(args.run_b)
+    if times_a and times_b:
+        print(f"{'arm':<40} {'spectral s A':>12} {'spectral s B':>12} {'total s A':>10} {'total s B':>10}")
+        for arm in sorted(times_a.keys() & times_b.keys()):
+            ta, tb = times_a[arm], times_b[arm]
+            print(f"{arm:<40} {ta.get('spectral_s', float('nan')):>12.2f} {tb.get('spectral_s', float('nan')):>12.2f} "
+                  f"{sum(ta.values()):>10.2f} {sum(tb.values()):>10.2f}")
     ok = agree and worst <= args.tol
     print(f"{'OK' if ok else 'DIFFERENT'}: intruder counts {'agree' if agree else 'differ'}; "
           f"singular values within {args.tol:g} of s_1: {worst <= args.tol}")

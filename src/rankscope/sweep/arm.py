@@ -61,6 +61,7 @@ class ArmRunner:
         self.reference_dir = run_dir / "analysis" / BASE_REFERENCE_DIR if run_dir is not None else None
         self._probes: dict[str, torch.Tensor] | None = None
         self._reference: BaseReference | None = None
+        self._reference_timed = False
 
     def _datasets_for(self, arm: ArmPlan) -> dict[str, LoadedDataset]:
         data = self.context.data
@@ -85,7 +86,11 @@ class ArmRunner:
         reference = self._analysis_reference()
         if reference is None:
             return None
-        return analyze_arm(arm.arm_id, model, reference, self._probes, self.context.config.analysis)
+        analysis = analyze_arm(arm.arm_id, model, reference, self._probes, self.context.config.analysis)
+        if not self._reference_timed:  # the once-per-sweep base reference, in the first analysed arm's timings
+            analysis.timings.update({f"base_reference_{step}": s for step, s in reference.timings.items()})
+            self._reference_timed = True
+        return analysis
 
     def run(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
         if arm.method == "base":
