@@ -89,12 +89,12 @@ def _is_conv1d(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
 
 
-def _dense_weight(module: nn.Module) -> Tensor:
-    """``[d_out, d_in]`` float32 CPU copy of a Linear / Conv1D weight."""
+def _dense_weight(module: nn.Module, device: torch.device | str = "cpu") -> Tensor:
+    """``[d_out, d_in]`` float32 copy of a Linear / Conv1D weight on ``device`` (no host round trip)."""
     weight = module.weight.detach()
     if _is_conv1d(module):
         weight = weight.T
-    return weight.to(device="cpu", dtype=torch.float32)
+    return weight.to(device=device, dtype=torch.float32)
 
 
 def block_linear_modules(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:

@@ -299,7 +299,7 @@ def weight_update_spectra(
             layer, short = parsed
             B, A, trained = factors  # [d_out, R], [R, d_in] (scale folded into B), factor dtype
             s = lora_update_singular_values(B, A, 1.0)
-            W = _dense_weight(module.get_base_layer()).to(device)  # [d_out, d_in]
+            W = _dense_weight(module.get_base_layer(), device)  # [d_out, d_in]
             zero = s.numel() == 0 or not bool(s.abs().max() > 0)
             Bd, Ad = B.to(device), A.to(device)
             merged = bool(getattr(module, "merged", False))
@@ -325,7 +325,7 @@ def weight_update_spectra(
             continue
         layer, short = parsed
         trained = module.weight.dtype
-        W_ft = _dense_weight(module).to(device)  # [d_out, d_in] float32
+        W_ft = _dense_weight(module, device)  # [d_out, d_in] float32
         W0 = entry.weight.to(device=device, dtype=torch.float32)
         if W0.shape != W_ft.shape:
             raise ValueError(f"arm {arm_id!r}: {name} has shape {tuple(W_ft.shape)} but the base snapshot {tuple(W0.shape)}")
