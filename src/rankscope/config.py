@@ -179,6 +179,8 @@ class AnalysisSpec(Spec):
     intruders: Shuttleworth et al. (2024) intruder dimensions, the top ``intruder_k`` singular
     vectors of the fine-tuned weight whose best |cosine| with the base's is below the threshold.
     spectral_threads: torch threads for the SVD-heavy step (1 is fastest on small shared CPUs).
+    method/device/full_spectrum/spectrum_k/intruder_reference_k/topk_tol/topk_power_iters/rank_dtype:
+    the weight pass at scale (top-k SVDs with a residual check; docs/analysis-scale.md).
     """
 
     enabled: bool = True
