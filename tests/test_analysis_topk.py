@@ -164,3 +164,12 @@ def test_base_reference_is_cached_per_module_and_resumed_only_for_the_same_base(
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="analysis.method"):
         SpectralSettings(method="fast")
+
+
+def test_in_memory_reference_is_a_copy():
+    W0, _ = pair(seed=3)
+    model = one_module_model(W0)
+    cache = build_base_reference(model, None, SpectralSettings(device="cpu", reference_k=8), intruder_k=4)
+    with torch.no_grad():
+        model.layers[0].down_proj.weight.add_(1.0)  # training the base in place afterwards
+    assert torch.equal(cache.get("layers.0.down_proj").weight, W0)

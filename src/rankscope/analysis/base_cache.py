@@ -83,8 +83,9 @@ class BaseWeightCache:
     def put(self, module: str, entry: ModuleReference) -> None:
         if module not in self.modules:
             self.modules.append(module)
-        if self.directory is None:
-            self._memory[module] = entry
+        if self.directory is None:  # an independent copy: training the model later must not change it
+            self._memory[module] = ModuleReference(entry.weight.detach().to("cpu").clone(), entry.left_vectors,
+                                                   entry.singular_values)
             return
         tensors = {"weight": entry.weight.detach().to("cpu").contiguous()}
         if entry.left_vectors is not None:
