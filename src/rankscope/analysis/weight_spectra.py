@@ -70,7 +70,8 @@ class SpectralSettings:
             raise ValueError(f"analysis.method must be 'topk' or 'exact', not {self.method!r}")
 
     def base_k(self, intruder_k: int) -> int:
-        return self.reference_k if self.reference_k is not None else max(64, 4 * intruder_k)
+        """Base vectors kept for the intruder test: never fewer than the ``intruder_k`` tested."""
+        return max(self.reference_k, intruder_k) if self.reference_k is not None else max(64, 4 * intruder_k)
 
 
 @dataclass
