@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rankscope.analysis.topk import TopKSettings
 from rankscope.analysis.weight_spectra import SpectralSettings, build_base_reference, weight_update_spectra
 from rankscope.train.memory import PeakMemory
 
@@ -115,13 +116,16 @@ def main() -> None:
     parser.add_argument("--topk-repeats", type=int, default=2)
     parser.add_argument("--exact-repeats", type=int, default=1)
     parser.add_argument("--layers", type=int, default=32)
+    parser.add_argument("--dense-below", type=int, default=TopKSettings().dense_below,
+                        help="smaller side up to which top-k takes the dense SVD (0: always randomized)")
     parser.add_argument("--shapes", choices=["8b", "small"], default="8b",
                         help="projection shapes of the projected model (small: the pair's, for tests)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    topk = SpectralSettings(method="topk", device="cpu", spectrum_k=args.spectrum_k, reference_k=args.reference_k)
+    topk = SpectralSettings(method="topk", device="cpu", spectrum_k=args.spectrum_k, reference_k=args.reference_k,
+                            topk=TopKSettings(dense_below=args.dense_below))
     exact = SpectralSettings(method="exact", device="cpu")
     name = "down_proj"
     print(f"matrix {args.d_out}x{args.d_in}, k={args.k}, spectrum_k={args.spectrum_k}, "

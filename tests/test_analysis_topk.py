@@ -16,6 +16,9 @@ from rankscope.analysis.topk import TopKSettings, relative_residuals, top_singul
 from rankscope.analysis.weight_spectra import SpectralSettings, build_base_reference, weight_update_spectra
 
 
+RANDOMIZED = TopKSettings(dense_below=0)  # small test matrices still take the randomized path
+
+
 def decaying(m: int, n: int, seed: int = 0, decay: float = 0.8) -> torch.Tensor:
     """``U diag(s) V^T`` with ``s_i = i^-decay`` plus a small Gaussian bulk."""
     g = torch.Generator().manual_seed(seed)
@@ -28,7 +31,7 @@ def decaying(m: int, n: int, seed: int = 0, decay: float = 0.8) -> torch.Tensor:
 
 def test_topk_matches_the_exact_svd_and_passes_its_check():
     A = decaying(300, 520)
-    top = top_singular_triplets(A, 10, TopKSettings(oversample=10, n_iter=4, tol=1e-3))
+    top = top_singular_triplets(A, 10, TopKSettings(oversample=10, n_iter=4, tol=1e-3, dense_below=0))
     assert top.method == "randomized" and top.residual <= 1e-3
     U, S, Vh = torch.linalg.svd(A.double(), full_matrices=False)
     torch.testing.assert_close(top.S.double(), S[:10], rtol=1e-4, atol=0)
@@ -36,23 +39,24 @@ def test_topk_matches_the_exact_svd_and_passes_its_check():
     assert float((1 - cos).max()) < 1e-4
     # the stated check is what it says: residuals of the returned triplets
     assert float(relative_residuals(A, top.U, top.S, top.V).max()) == pytest.approx(top.residual, rel=1e-5)
-    again = top_singular_triplets(A, 10, TopKSettings(oversample=10, n_iter=4, tol=1e-3))
+    again = top_singular_triplets(A, 10, TopKSettings(oversample=10, n_iter=4, tol=1e-3, dense_below=0))
     assert torch.equal(top.U, again.U)  # fixed seed: reproducible
 
 
 def test_failed_check_refines_then_falls_back_to_exact():
     g = torch.Generator().manual_seed(1)
     flat = torch.randn(200, 600, generator=g)  # Marchenko-Pastur: no gap, slow convergence
-    top = top_singular_triplets(flat, 8, TopKSettings(oversample=4, n_iter=0, tol=1e-9, max_refine=1))
+    top = top_singular_triplets(flat, 8, TopKSettings(oversample=4, n_iter=0, tol=1e-9, max_refine=1, dense_below=0))
     assert top.method == "exact"
     torch.testing.assert_close(top.S, torch.linalg.svdvals(flat)[:8])
     # refinement alone can be enough: more power iterations on a decaying spectrum
-    top = top_singular_triplets(decaying(200, 600, decay=3.0), 8, TopKSettings(oversample=4, n_iter=0, tol=1e-3, max_refine=3))
+    top = top_singular_triplets(decaying(200, 600, decay=3.0), 8, TopKSettings(oversample=4, n_iter=0, tol=1e-3, max_refine=3, dense_below=0))
     assert top.method == "randomized" and top.n_iter > 0 and top.residual <= 1e-3
 
 
 def test_small_matrices_and_zero_go_dense():
-    assert top_singular_triplets(torch.randn(30, 40), 10).method == "dense"
+    assert top_singular_triplets(torch.randn(30, 40), 10, TopKSettings(dense_below=0)).method == "dense"
+    assert top_singular_triplets(decaying(300, 520), 10).method == "dense"  # below dense_below
     zero = top_singular_triplets(torch.zeros(300, 500), 5)
     assert zero.method == "dense" and float(zero.S.abs().max()) == 0.0
 
@@ -113,7 +117,7 @@ def test_topk_and_exact_passes_agree_on_intruders_and_values(tmp_path):
     W0, W_ft = pair()
     results = {}
     for method in ("topk", "exact"):
-        settings = SpectralSettings(method=method, device="cpu", spectrum_k=20, reference_k=40)
+        settings = SpectralSettings(method=method, device="cpu", spectrum_k=20, reference_k=40, topk=RANDOMIZED)
         cache = build_base_reference(one_module_model(W0), tmp_path / method, settings, intruder_k=10)
         results[method] = weight_update_spectra("sft", one_module_model(W_ft), cache, intruder_k=10, settings=settings)
     rows = {m: {r.metric: r.value for r in res.rows} for m, res in results.items()}
@@ -125,7 +129,8 @@ def test_topk_and_exact_passes_agree_on_intruders_and_values(tmp_path):
     for name in ("frobenius_norm", "spectral_norm", "stable_rank", "energy_rank_90"):
         assert rows["topk"][name] == pytest.approx(rows["exact"][name], rel=1e-3), name
     assert "effective_rank" in rows["exact"] and "effective_rank" not in rows["topk"]
-    full = SpectralSettings(method="topk", device="cpu", spectrum_k=20, reference_k=40, full_spectrum=True)
+    full = SpectralSettings(method="topk", device="cpu", spectrum_k=20, reference_k=40, full_spectrum=True,
+                            topk=RANDOMIZED)
     cache = build_base_reference(one_module_model(W0), tmp_path / "full", full, intruder_k=10)
     with_full = weight_update_spectra("sft", one_module_model(W_ft), cache, intruder_k=10, settings=full)
     assert {r.metric: r.value for r in with_full.rows}["effective_rank"] == pytest.approx(
@@ -134,7 +139,7 @@ def test_topk_and_exact_passes_agree_on_intruders_and_values(tmp_path):
 
 def test_base_reference_is_cached_per_module_and_resumed_only_for_the_same_base(tmp_path, monkeypatch):
     W0, _ = pair(seed=2)
-    settings = SpectralSettings(device="cpu", reference_k=16)
+    settings = SpectralSettings(device="cpu", reference_k=16, topk=RANDOMIZED)
     calls: list[int] = []
     real = weight_spectra.base_entry
     monkeypatch.setattr(weight_spectra, "base_entry", lambda *a, **k: calls.append(1) or real(*a, **k))

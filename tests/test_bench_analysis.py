@@ -14,6 +14,7 @@ import torch
 
 from rankscope.analysis.rows import ArmAnalysis
 from rankscope.analysis.store import write_arm_analysis
+from rankscope.analysis.topk import TopKSettings
 from rankscope.analysis.weight_spectra import SpectralSettings, build_base_reference, weight_update_spectra
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -31,7 +32,7 @@ def run_bench(name: str, args: list[str], monkeypatch, capsys) -> tuple[str, int
 
 def test_analysis_scale_bench_runs_and_methods_agree(monkeypatch, capsys):
     out, _ = run_bench("analysis_scale.py", ["--d-out", "192", "--d-in", "640", "--layers", "2", "--shapes", "small",
-                                             "--topk-repeats", "1", "--threads", "1"], monkeypatch, capsys)
+                                             "--topk-repeats", "1", "--threads", "1", "--dense-below", "0"], monkeypatch, capsys)
     last = out.strip().splitlines()[-1]
     assert re.fullmatch(r"speedup \d+\.\dx; projected 8B analysis: \d+ min, \d+\.\d GiB", last), last
     counts = re.search(r"intruder dimensions: exact (\d+), top-k (\d+) \(agree\)", out)
@@ -41,7 +42,8 @@ def test_analysis_scale_bench_runs_and_methods_agree(monkeypatch, capsys):
 def _run_dir(tmp: Path, method: str, W0: torch.Tensor, W_ft: torch.Tensor) -> Path:
     from test_analysis_topk import one_module_model
 
-    settings = SpectralSettings(method=method, device="cpu", spectrum_k=16, reference_k=32)
+    settings = SpectralSettings(method=method, device="cpu", spectrum_k=16, reference_k=32,
+                                topk=TopKSettings(dense_below=0))
     cache = build_base_reference(one_module_model(W0), tmp / method / "analysis" / "base_reference", settings)
     result = weight_update_spectra("sft", one_module_model(W_ft), cache, settings=settings)
     write_arm_analysis(tmp / method, ArmAnalysis("sft", spectral=result.rows, singular_values=result.singular_values))
