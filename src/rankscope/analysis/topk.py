@@ -62,7 +62,7 @@ class TopKSettings:
     #: SmolLM2-135M (sides 192-1536) a dense SVD costs ~56 ms per matrix on one CPU thread, while
     #: the randomized method failed its check on about half of those real weights (clustered top
     #: singular values) and ended slower after refining and falling back
-    dense_below: int = 1024
+    dense_below: int = 768
 
 
 @dataclass
