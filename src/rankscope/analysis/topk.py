@@ -104,6 +104,14 @@ def passes_check(residuals: Tensor, S: Tensor, tol: float, check_k: int | None) 
     return bool((lead <= tol).all()) and bool((absolute <= tol).all())
 
 
+def takes_dense(shape: tuple[int, int], k: int, settings: TopKSettings | None = None) -> bool:
+    """True when :func:`top_singular_triplets` would use the dense SVD for this shape and ``k``."""
+    settings = settings or TopKSettings()
+    m, n = shape
+    q = min(max(1, k) + settings.oversample, m, n)
+    return 2 * q >= min(m, n) or min(m, n) <= settings.dense_below
+
+
 def top_singular_triplets(A: Tensor, k: int, settings: TopKSettings | None = None,
                           check_k: int | None = None) -> TopK:
     """Top-``k`` singular triplets of ``A [m, n]`` (float32, on ``A``'s device) with the check above.
@@ -116,7 +124,7 @@ def top_singular_triplets(A: Tensor, k: int, settings: TopKSettings | None = Non
     m, n = A.shape
     k = max(1, min(int(k), m, n))
     q = min(k + settings.oversample, m, n)
-    if 2 * q >= min(m, n) or min(m, n) <= settings.dense_below or not bool(A.any()):
+    if takes_dense((m, n), k, settings) or not bool(A.any()):
         return exact_triplets(A, k, "dense")
     n_iter = settings.n_iter
     for _ in range(settings.max_refine + 1):
@@ -134,4 +142,4 @@ def top_singular_triplets(A: Tensor, k: int, settings: TopKSettings | None = Non
     return exact_triplets(A, k)
 
 
-__all__ = ["DEFAULT_TOL", "TopK", "TopKSettings", "exact_triplets", "passes_check", "relative_residuals", "top_singular_triplets"]
+__all__ = ["DEFAULT_TOL", "TopK", "TopKSettings", "exact_triplets", "passes_check", "relative_residuals", "takes_dense", "top_singular_triplets"]

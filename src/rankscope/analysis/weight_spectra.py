@@ -48,7 +48,7 @@ from rankscope.analysis.spectral import (
     parse_module_name,
     top_left_singular_vectors,
 )
-from rankscope.analysis.topk import TopK, TopKSettings, top_singular_triplets
+from rankscope.analysis.topk import TopK, TopKSettings, takes_dense, top_singular_triplets
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,8 @@ class _Pass:
 
     def top_vectors(self, W: Tensor) -> Tensor:
         """``W``'s top-k left singular vectors ``[d_out, k]`` on the device."""
-        if self.settings.method == "exact":
+        if self.settings.method == "exact" or takes_dense(tuple(W.shape), self.intruder_k, self.settings.topk):
+            # small matrices: the float64 Gram eigendecomposition, cheaper than a dense SVD with vectors
             return top_left_singular_vectors(W.cpu(), self.intruder_k).to(self.device)
         return self.track(top_singular_triplets(W, self.intruder_k, self.settings.topk)).U
 
@@ -230,8 +231,9 @@ class _Pass:
         if not bool(delta.any()):
             return torch.zeros(min(delta.shape)), 0.0, True
         frobenius = float(torch.linalg.matrix_norm(delta))
-        if self.settings.method == "exact":
-            return dense_singular_values(delta), frobenius, True
+        if self.settings.method == "exact" or takes_dense(tuple(delta.shape), self.settings.spectrum_k,
+                                                          self.settings.topk):
+            return dense_singular_values(delta), frobenius, True  # small: the whole spectrum costs no more
         if self.settings.full_spectrum:
             return torch.linalg.svdvals(delta), frobenius, True
         # values only: each within tol * s_1 of a true one (no vector of dW is used)
