@@ -14,7 +14,8 @@ transformers = pytest.importorskip("transformers")
 from rankscope.analysis import ArmAnalysis, BaseReference, Probes, analyze_arm  # noqa: E402
 from rankscope.analysis.attention import attn_implementation, collect_attentions, eager_attention  # noqa: E402
 from rankscope.analysis.representation import collect_hidden_states  # noqa: E402
-from rankscope.analysis.spectral import weight_update_spectra  # noqa: E402
+from rankscope.analysis.spectral import block_linear_modules  # noqa: E402
+from rankscope.analysis.weight_spectra import weight_update_spectra  # noqa: E402
 from rankscope.runstore.analysis_files import read_representation, read_spectral, write_arm_analysis  # noqa: E402
 
 N_LAYERS, N_HEADS, N_MODULES = 2, 4, 7  # q k v o gate up down
@@ -138,7 +139,8 @@ def test_lora_arm_rank_at_most_r(base_and_reference, probes, tmp_path):
     uncached = weight_update_spectra("lora-r4", lora, None)
     cached_align = _values(result, "spectral", "alignment_mean_cos")
     assert cached_align == pytest.approx([r_.value for r_ in uncached.rows if r_.metric == "alignment_mean_cos"], abs=1e-5)
-    assert set(ref.left_singular_vectors) == {f"{n[: -len('.weight')]}" for n in ref.weights}
+    assert {name for name, _ in block_linear_modules(model)} == set(ref.weights.modules)
+    assert all(ref.weights.get(name).left_vectors is not None for name in ref.weights.modules)
     write_arm_analysis(tmp_path, result)
     assert len(read_spectral(tmp_path)) == len(result.spectral)
 

@@ -86,6 +86,7 @@ def test_no_temp_files_left_and_failed_write_keeps_old_file(tmp_path: Path, monk
         "representation.csv",
         "singular_values.safetensors",
         "spectral.csv",
+        "timings.csv",
     ]
 
 

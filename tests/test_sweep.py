@@ -104,9 +104,14 @@ def test_interrupted_arm_is_redone(tiny_model_dir, tmp_path):
     before = read_rows(run_dir / "results.csv")
     victim = next(a for a in first.arms if a.method == "lora")
     (run_dir / "arms" / victim.arm_id / "arm.json").unlink()  # as if killed before finishing
+    reference = run_dir / "analysis" / "base_reference"
+    cached = {p: os.stat(p).st_mtime_ns for p in reference.glob("*.safetensors")}
+    assert (reference / "manifest.json").is_file() and len(cached) == 2 * 7  # 2 layers x 7 projections
     again = run_sweep(config, run_dir, announce=lambda *_: None)
     assert again.ran == [victim.arm_id]
     assert read_rows(run_dir / "results.csv") == before  # deterministic on CPU: the same table
+    # the streamed base reference of the same base was reused, not recomputed
+    assert {p: os.stat(p).st_mtime_ns for p in reference.glob("*.safetensors")} == cached
 
 
 def test_diverging_arm_fails_alone(tiny_model_dir, tmp_path):

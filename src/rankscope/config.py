@@ -281,6 +281,8 @@ class AnalysisSpec(Spec):
     probe_max_length: tokens per probe prompt.
     intruder_k: how many top singular vectors per module are checked for intruders.
     intruder_threshold: best |cosine| with the base's vectors below which a vector is an intruder.
+    method/device/full_spectrum/spectrum_k/intruder_reference_k/topk_tol/topk_power_iters/rank_dtype:
+    the weight pass at scale (top-k SVDs with a residual check; docs/analysis-scale.md).
     """
 
     enabled: bool = True
@@ -301,6 +303,15 @@ class AnalysisSpec(Spec):
     intruder_k: int = Field(default=10, gt=0)
     intruder_threshold: float = Field(default=0.5, gt=0, lt=1)
     spectral_threads: int | None = Field(default=1, gt=0)
+    # weight pass at scale (rankscope.analysis.weight_spectra, docs/analysis-scale.md)
+    method: Literal["topk", "exact"] = "topk"  # topk: randomized top-k SVD with a residual check; exact: full SVDs (reference)
+    device: str = "auto"  # where the SVDs run: auto = the training device, or cpu / cuda / cuda:N
+    full_spectrum: bool = False  # also the full SVD of dense (sft) updates, for effective_rank; off: top-k + ||dW||_F
+    spectrum_k: int = Field(default=64, gt=0)  # top singular values of a dense update kept under topk (energy ranks need them)
+    intruder_reference_k: int | None = Field(default=None, gt=0)  # base vectors the top-k intruder test compares to; None: max(64, 4 * intruder_k)
+    topk_tol: float = Field(default=1e-2, gt=0, lt=1)  # accepted ||A v - s u|| / s of a top-k triplet; above: refine, then exact
+    topk_power_iters: int = Field(default=4, ge=0)  # power iterations of the randomized range finder (doubled when the check fails)
+    rank_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # eps of numerical_rank_dtype; auto = the trained weights' dtype
 
 
 class SweepSpec(Spec):

@@ -30,13 +30,13 @@ _LAZY = {
     "BaseReference": "rankscope.analysis.pipeline",
     "Probes": "rankscope.analysis.pipeline",
     "analyze_arm": "rankscope.analysis.pipeline",
-    "SpectralResult": "rankscope.analysis.spectral",
-    "weight_update_spectra": "rankscope.analysis.spectral",
+    "SpectralResult": "rankscope.analysis.weight_spectra",
+    "weight_update_spectra": "rankscope.analysis.weight_spectra",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from rankscope.analysis.pipeline import AnalysisOptions, BaseReference, Probes, analyze_arm
-    from rankscope.analysis.spectral import SpectralResult, weight_update_spectra
+    from rankscope.analysis.weight_spectra import SpectralResult, weight_update_spectra
 
 
 def __getattr__(name: str) -> Any:

@@ -26,16 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from rankscope.analysis.attention import DEFAULT_MAP_MAX_LEN
+from rankscope.analysis.base_cache import BaseWeightCache
 from rankscope.analysis.probe_pass import analyze_probes, reference_pass
 from rankscope.analysis.probes import Probes
+from rankscope.analysis.ranks import DEFAULT_ENERGY_KS
 from rankscope.analysis.representation import DEFAULT_SINK_NORM_RATIO, TokenMask
+from rankscope.analysis.topk import DEFAULT_TOL, TopKSettings
+from rankscope.analysis.weight_spectra import SpectralSettings, build_base_reference, weight_update_spectra
 from rankscope.runstore.analysis_rows import ArmAnalysis
-from rankscope.analysis.spectral import (
-    DEFAULT_ENERGY_KS,
-    left_singular_vectors,
-    snapshot_block_weights,
-    weight_update_spectra,
-)
 
 
 @dataclass
@@ -57,6 +55,21 @@ class AnalysisOptions:
     #: 1 thread and 559 s with 2 (multi-threaded LAPACK under oversubscription); on an idle
     #: multi-core machine one thread costs at most a few x on these small matrices.
     spectral_threads: int | None = 1
+    # weight pass (rankscope.analysis.weight_spectra): method, device, top-k sizes and accuracy
+    method: str = "topk"
+    device: str = "auto"
+    full_spectrum: bool = False
+    spectrum_k: int = 64
+    intruder_reference_k: int | None = None
+    topk_tol: float = DEFAULT_TOL
+    topk_power_iters: int = 4
+    rank_dtype: str = "auto"
+
+    def spectral_settings(self) -> SpectralSettings:
+        return SpectralSettings(method=self.method, device=self.device, full_spectrum=self.full_spectrum,
+                                spectrum_k=self.spectrum_k, reference_k=self.intruder_reference_k,
+                                rank_dtype=self.rank_dtype,
+                                topk=TopKSettings(n_iter=self.topk_power_iters, tol=self.topk_tol))
 
     @classmethod
     def of(cls, spec: Any) -> "AnalysisOptions":
@@ -101,17 +114,15 @@ class BaseReference:
     - ``attentions``: per layer ``[b, heads, n, n]`` float32 CPU (for ``js_divergence``);
     - ``token_mask``: the tokens CKA and attention statistics use (:class:`TokenMask`, from the
       base's hidden states: template and sink tokens masked);
-    - ``weights``: CPU float32 snapshot of the block projection weights, state-dict keys
-      (``model.layers.0.self_attn.q_proj.weight``), ``[d_out, d_in]``;
-    - ``left_singular_vectors``: module name -> ``U0 [d_out, min(d_out, d_in)]`` of each base
-      weight, for the intruder test (None when ``intruders=False``).
+    - ``weights``: per module ``W_0`` and the base singular vectors the intruder test compares
+      against, streamed to ``cache_dir`` (``RUN_DIR/analysis/base_reference``) or kept in memory
+      (:class:`~rankscope.analysis.base_cache.BaseWeightCache`; a rerun reuses a matching one).
     """
 
     probes: Probes
     hidden_states: list[Tensor]
     attentions: list[Tensor]
-    weights: dict[str, Tensor]
-    left_singular_vectors: dict[str, Tensor] | None = None
+    weights: BaseWeightCache
     timings: dict[str, float] = field(default_factory=dict)
     token_mask: TokenMask | None = None
 
@@ -125,13 +136,20 @@ class BaseReference:
         batch_size: int | None = None,
         spectral_threads: int | None = 1,
         sink_norm_ratio: float = DEFAULT_SINK_NORM_RATIO,
+        spec: Any = None,
+        cache_dir: Any = None,
+        key: str = "",
     ) -> "BaseReference":
-        """Base hidden states, attentions and weight snapshot (plus ``W_0``'s SVD for intruders).
+        """Base hidden states, attentions and the per-module weight reference (plus ``W_0``'s
+        singular vectors for intruders, all of them or the top ones per ``spec.method``).
 
-        Call it on the base model before training (the snapshot is a copy, so in-place training
-        afterwards does not change it). A peft-wrapped model is accepted too: its adapters are
-        disabled for the forward pass and its ``base_layer`` weights are snapshotted.
+        Call it on the base model before training (the reference holds copies, so in-place
+        training afterwards does not change it). A peft-wrapped model is accepted too: its
+        adapters are disabled for the forward pass and its ``base_layer`` weights are used.
+        ``cache_dir``: where the weight reference is streamed to and resumed from (None: memory);
+        ``key``: the base arm's identity, part of the cache fingerprint.
         """
+        options = AnalysisOptions.of(spec)
         probes = Probes.of(probes)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -141,16 +159,12 @@ class BaseReference:
                                                          sink_norm_ratio=sink_norm_ratio)
         timings["forward_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        weights = snapshot_block_weights(base_model)
-        timings["snapshot_s"] = time.perf_counter() - t0
-        U = None
-        if intruders:
-            t0 = time.perf_counter()
-            with torch_threads(spectral_threads):
-                U = {key[: -len(".weight")]: left_singular_vectors(W) for key, W in weights.items()}
-            timings["base_svd_s"] = time.perf_counter() - t0
+        with torch_threads(spectral_threads), torch.no_grad():
+            weights = build_base_reference(base_model, cache_dir, options.spectral_settings(), intruders=intruders,
+                                           intruder_k=options.intruder_k, key=key)
+        timings["base_weights_s"] = time.perf_counter() - t0
         assert hidden is not None and attn is not None
-        return cls(probes, hidden, attn, weights, U, timings, token_mask)
+        return cls(probes, hidden, attn, weights, timings, token_mask)
 
 
 def analyze_arm(
@@ -197,11 +211,11 @@ def analyze_arm(
             arm_id,
             model,
             base_reference.weights,
-            base_left_singular_vectors=base_reference.left_singular_vectors,
             intruder_k=options.intruder_k,
             intruder_threshold=options.intruder_threshold,
             energy_ks=options.energy_ks,
             intruders=options.intruders,
+            settings=options.spectral_settings(),
         )
     result.method = spectral.method
     result.spectral = spectral.rows

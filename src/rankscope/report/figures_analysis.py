@@ -68,11 +68,15 @@ def _per_rank(store: RunStore, name: str, title: str, caption: str, metrics: lis
 
 def effective_rank(store: RunStore) -> FigureResult:
     return _per_rank(
-        store, "effective_rank", "Effective rank of the weight update vs LoRA rank",
-        "Effective rank (entropy of normalised singular values) and stable rank of dW, averaged over "
-        "layers and modules; a LoRA update has rank at most r (dotted).",
-        [("effective rank", lambda m: m in ("effective_rank", "erank")),
-         ("stable rank", lambda m: m == "stable_rank")], diagonal=True)
+        store, "effective_rank", "Rank of the weight update vs LoRA rank",
+        "Energy ranks (directions holding 90% / 99% of ||dW||_F^2; rounding noise barely moves them), "
+        "stable rank and effective rank (entropy of normalised singular values, inflated by noise; "
+        "for sft only with analysis.full_spectrum) of dW, averaged over layers and modules; a LoRA "
+        "update has rank at most r (dotted).",
+        [("energy rank 90%", lambda m: m == "energy_rank_90"),
+         ("energy rank 99%", lambda m: m == "energy_rank_99"),
+         ("stable rank", lambda m: m == "stable_rank"),
+         ("effective rank", lambda m: m in ("effective_rank", "erank"))], diagonal=True)
 
 
 def intruders(store: RunStore) -> FigureResult:

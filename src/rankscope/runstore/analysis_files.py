@@ -7,6 +7,7 @@ Files under ``RUN_DIR/analysis/``:
 - ``attention.csv``       ``arm_id, layer, head, metric, value``
 - ``singular_values.safetensors``  ``"<arm_id>/<layer>/<module>"`` -> float32 vector (descending)
 - ``attention_maps.safetensors``   ``"<arm_id>/<layer>"`` -> float32 ``[heads, n, n]``
+- ``timings.csv``         ``arm_id, step, seconds`` (wall time of each analysis step of the arm)
 
 Writing one arm merges with the other arms already there: that arm's old rows and tensors are
 replaced (a rerun never duplicates), other arms' are kept; rows are ordered by arm id (stable), so
@@ -42,6 +43,8 @@ ANALYSIS_DIR = "analysis"
 SPECTRAL_CSV = "spectral.csv"
 REPRESENTATION_CSV = "representation.csv"
 ATTENTION_CSV = "attention.csv"
+TIMINGS_CSV = "timings.csv"
+TIMING_COLUMNS = ("arm_id", "step", "seconds")
 SINGULAR_VALUES = "singular_values.safetensors"
 ATTENTION_MAPS = "attention_maps.safetensors"
 
@@ -77,7 +80,7 @@ def _read_raw(path: Path) -> list[dict[str, str]]:
 
 def _upsert_table(path: Path, columns: Sequence[str], arm_id: str, rows: Iterable[object]) -> None:
     kept = [r for r in _read_raw(path) if r.get("arm_id") != arm_id]
-    new = [dict(zip(columns, (_format(v) for v in astuple(row)))) for row in rows]
+    new = [dict(zip(columns, (_format(v) for v in (row if isinstance(row, tuple) else astuple(row))))) for row in rows]
     merged = sorted(kept + new, key=lambda r: r["arm_id"])  # stable: each arm keeps its row order
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
@@ -107,6 +110,8 @@ def write_arm_analysis(run_dir: str | os.PathLike, analysis: ArmAnalysis) -> Non
     _upsert_table(out / SPECTRAL_CSV, SPECTRAL_COLUMNS, arm_id, analysis.spectral)
     _upsert_table(out / REPRESENTATION_CSV, REPRESENTATION_COLUMNS, arm_id, analysis.representation)
     _upsert_table(out / ATTENTION_CSV, ATTENTION_COLUMNS, arm_id, analysis.attention)
+    _upsert_table(out / TIMINGS_CSV, TIMING_COLUMNS, arm_id,
+                  [(arm_id, step, float(seconds)) for step, seconds in sorted(analysis.timings.items())])
     _upsert_tensors(out / SINGULAR_VALUES, arm_id, analysis.singular_values)
     _upsert_tensors(out / ATTENTION_MAPS, arm_id, analysis.attention_maps)
 
@@ -134,6 +139,14 @@ def read_table(run_dir: str | os.PathLike, name: str) -> list:
         raise ValueError(f"unknown analysis table {name!r}; expected one of {sorted(_TABLES)}")
     _, cls = _TABLES[name]
     return [_typed(r, cls) for r in _read_raw(analysis_dir(run_dir) / name)]
+
+
+def read_timings(run_dir: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """``arm_id -> {step: seconds}`` from ``timings.csv`` ({} if absent)."""
+    out: dict[str, dict[str, float]] = {}
+    for row in _read_raw(analysis_dir(run_dir) / TIMINGS_CSV):
+        out.setdefault(row["arm_id"], {})[row["step"]] = float(row["seconds"])
+    return out
 
 
 def read_spectral(run_dir: str | os.PathLike) -> list[SpectralRow]:

@@ -17,6 +17,7 @@ from rankscope.analysis import BaseReference, analyze_arm
 from rankscope.analysis.probes import Probes
 from rankscope.analysis.probes import build_probes as build_analysis_probes
 from rankscope.runstore.analysis_rows import ArmAnalysis
+from rankscope.analysis.base_cache import BASE_REFERENCE_DIR
 from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.arms import apply_lora, make_sft_copy, remove_lora
@@ -55,8 +56,11 @@ def build_probes(context: SweepContext) -> Probes:
 class ArmRunner:
     """Runs arms in this process, reusing the base model, tokenized data and base analysis."""
 
-    def __init__(self, context: SweepContext):
+    def __init__(self, context: SweepContext, run_dir: Path | None = None):
         self.context = context
+        #: the base reference's weight half is streamed to (and resumed from) here; None: memory
+        self.reference_dir = run_dir / "analysis" / BASE_REFERENCE_DIR if run_dir is not None else None
+        self._reference_timed = False
         self._probes: Probes | None = None
         self._reference: BaseReference | None = None
         self._shape = None
@@ -102,14 +106,20 @@ class ArmRunner:
                                                     intruders=spec.intruders,
                                                     batch_size=spec.batch_size,
                                                     spectral_threads=spec.spectral_threads,
-                                                    sink_norm_ratio=spec.sink_norm_ratio)
+                                                    sink_norm_ratio=spec.sink_norm_ratio,
+                                                    spec=spec, cache_dir=self.reference_dir,
+                                                    key=self.context.config.model.model_dump_json())
         return self._reference
 
     def _analyze(self, arm: ArmPlan, model: torch.nn.Module) -> ArmAnalysis | None:
         reference = self._analysis_reference()
         if reference is None:
             return None
-        return analyze_arm(arm.arm_id, model, reference, self._probes, self.context.config.analysis)
+        analysis = analyze_arm(arm.arm_id, model, reference, self._probes, self.context.config.analysis)
+        if not self._reference_timed:  # the once-per-sweep base reference, in the first analysed arm's timings
+            analysis.timings.update({f"base_reference_{step}": s for step, s in reference.timings.items()})
+            self._reference_timed = True
+        return analysis
 
     def run(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
         if arm.method == "base":

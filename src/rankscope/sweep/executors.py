@@ -63,7 +63,7 @@ class LocalExecutor:
     def __init__(self, context: SweepContext, store: RunWriter):
         self.context = context
         self.store = store
-        self.runner = ArmRunner(context)
+        self.runner = ArmRunner(context, store.root)
 
     def run(self, arms: list[ArmPlan]) -> Iterator[ArmResult]:
         for arm in arms:
