@@ -76,6 +76,11 @@ class DatasetSpec(Spec):
     n_test: int | None = Field(default=None, gt=0)
     domain: Literal["in", "out"] | None = None
     on_bad_row: Literal["skip", "fail"] = "fail"
+    # lm-eval tasks only: a local copy of the task's data in its own schema ({test: file} or one file
+    # = test), read as lm-eval's `dataset_path: json`, so a hub task runs offline.
+    data_files: dict[Literal["train", "validation", "test"], str] | str | None = None
+    # lm-eval tasks only: few-shot examples in the prompt, drawn by lm-eval; 0 = zero-shot (its default).
+    num_fewshot: int = Field(default=0, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -341,10 +346,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Ranksco
 def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
     """Make dataset paths absolute relative to the config file, so a run directory is self-contained."""
 
+    def absolute(path: str) -> str:
+        return path if Path(path).is_absolute() else str((base_dir / path).resolve())
+
     def fix(spec: DatasetSpec) -> DatasetSpec:
+        if isinstance(spec.data_files, str):
+            spec = spec.model_copy(update={"data_files": absolute(spec.data_files)})
+        elif spec.data_files:
+            spec = spec.model_copy(update={"data_files": {k: absolute(v) for k, v in spec.data_files.items()}})
         if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:"):
             return spec
-        return spec.model_copy(update={"path": str((base_dir / spec.path).resolve())})
+        return spec.model_copy(update={"path": absolute(spec.path)})
 
     data = config.data.model_copy(update={
         "train": [fix(d) for d in config.data.train],
