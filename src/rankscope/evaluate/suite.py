@@ -9,6 +9,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rankscope.config import EvalSpec
 from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.generative import score_generative
+from rankscope.evaluate.lm_eval_scoring import lm_eval_predictions
 from rankscope.evaluate.metrics import mean_with_stderr
 from rankscope.evaluate.multiple_choice import score_multiple_choice
 
@@ -24,6 +25,9 @@ def evaluate_dataset(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             "accuracy": mean_with_stderr([float(c) for c in scores.correct]).to_json(),
             "margin": mean_with_stderr(scores.margins).to_json(),
         }
+        if any(e.prompt is not None for e in examples):  # an lm-eval task: its acc_norm, as lm-eval computes it
+            _, preds_norm = lm_eval_predictions(examples, scores.choice_logprobs)
+            metrics["acc_norm"] = mean_with_stderr([float(p == e.gold) for p, e in zip(preds_norm, examples)]).to_json()
         samples = [{"uid": e.uid, "correct": c, "margin": round(m, 4)}
                    for e, c, m in zip(examples[:20], scores.correct, scores.margins)]
     else:
