@@ -165,3 +165,15 @@ def test_num_fewshot_puts_lm_evals_examples_in_the_prompt(tmp_path, arc_only, mo
         shots = example.prompt.split("\n\n")  # arc_easy's fewshot_delimiter
         assert len(shots) == 3 and shots[-1] == f"Question: {example.question}\nAnswer:"
         assert all(any(shot.startswith(f"Question: {r['question']}\nAnswer:") for r in rows[:8]) for shot in shots[:2])
+
+
+def test_relative_data_files_resolve_against_the_datasets_file(tmp_path):
+    from rankscope.evaluate.standalone import read_dataset_list
+
+    listing = tmp_path / "sets" / "datasets.yaml"
+    listing.parent.mkdir()
+    listing.write_text('- {name: a, path: "lmeval:arc_easy", data_files: arc.jsonl}\n'
+                       '- {name: b, path: "lmeval:arc_easy", data_files: {test: ../b.jsonl, train: /abs/t.jsonl}}\n')
+    a, b = read_dataset_list(listing)
+    assert a.data_files == str(tmp_path / "sets" / "arc.jsonl") and a.path == "lmeval:arc_easy"
+    assert b.data_files == {"test": str(tmp_path / "b.jsonl"), "train": "/abs/t.jsonl"}

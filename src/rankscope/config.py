@@ -343,24 +343,26 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Ranksco
     return resolve_paths(config, Path(path).resolve().parent)
 
 
-def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
-    """Make dataset paths absolute relative to the config file, so a run directory is self-contained."""
+def resolve_spec_paths(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
+    """One dataset's ``path`` and ``data_files`` made absolute relative to ``base_dir`` (its config's folder)."""
 
     def absolute(path: str) -> str:
         return path if Path(path).is_absolute() else str((base_dir / path).resolve())
 
-    def fix(spec: DatasetSpec) -> DatasetSpec:
-        if isinstance(spec.data_files, str):
-            spec = spec.model_copy(update={"data_files": absolute(spec.data_files)})
-        elif spec.data_files:
-            spec = spec.model_copy(update={"data_files": {k: absolute(v) for k, v in spec.data_files.items()}})
-        if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:"):
-            return spec
-        return spec.model_copy(update={"path": absolute(spec.path)})
+    if isinstance(spec.data_files, str):
+        spec = spec.model_copy(update={"data_files": absolute(spec.data_files)})
+    elif spec.data_files:
+        spec = spec.model_copy(update={"data_files": {k: absolute(v) for k, v in spec.data_files.items()}})
+    if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:"):
+        return spec
+    return spec.model_copy(update={"path": absolute(spec.path)})
 
+
+def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
+    """Make dataset paths absolute relative to the config file, so a run directory is self-contained."""
     data = config.data.model_copy(update={
-        "train": [fix(d) for d in config.data.train],
-        "eval": [fix(d) for d in config.data.eval],
+        "train": [resolve_spec_paths(d, base_dir) for d in config.data.train],
+        "eval": [resolve_spec_paths(d, base_dir) for d in config.data.eval],
     })
     return config.model_copy(update={"data": data})
 

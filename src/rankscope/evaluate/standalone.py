@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from rankscope.config import DatasetSpec, EvalSpec, ModelSpec
+from rankscope.config import DatasetSpec, EvalSpec, ModelSpec, resolve_spec_paths
 from rankscope.data.registry import load_dataset
 from rankscope.errors import ConfigError, ModelLoadError
 from rankscope.evaluate.suite import evaluate_model
@@ -44,8 +44,7 @@ def read_dataset_list(path: Path) -> list[DatasetSpec]:
         key = ".".join(str(p) for p in details["loc"])
         raise ConfigError(f"{path}: [{key}]", details["msg"]) from None
     base_dir = path.resolve().parent
-    return [s if s.path is None or Path(s.path).is_absolute() or s.path.startswith("lmeval:")
-            else s.model_copy(update={"path": str((base_dir / s.path).resolve())}) for s in specs]
+    return [resolve_spec_paths(s, base_dir) for s in specs]
 
 
 def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
