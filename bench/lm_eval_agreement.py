@@ -55,11 +55,8 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def local_task(task: str, data_file: Path, folder: Path, suffix: str) -> str:
-    """A task YAML that includes lm-eval's registered ``task`` and reads ``data_file`` (lm-eval's way)."""
-    from lm_eval.tasks import TaskManager
-
-    registered = TaskManager().task_index[task].yaml_path
+def local_task(registered: Path, task: str, data_file: Path, folder: Path, suffix: str) -> str:
+    """A task YAML that includes lm-eval's registered ``task`` (its YAML file) and reads ``data_file``."""
     local = f"{task}_local_{suffix}"
     folder.mkdir(exist_ok=True)
     (folder / f"{local}.yaml").write_text(
@@ -94,6 +91,7 @@ def main() -> None:
 
     import lm_eval
     from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
 
     loaded = load_base_model(ModelSpec(id=args.model))
     lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.lm_eval_batch_size,
@@ -105,19 +103,24 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, dtype {loaded.dtype}; lm-eval {lm_eval.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        spec = DatasetSpec(name="arc_easy_lm", path="lmeval:arc_easy",
+                           data_files=str(write_jsonl(rows, workdir / "arc_easy.jsonl")))
+        dataset = load_dataset(spec).test  # rankscope: lm-eval builds the task and its requests
+        registered = Path(TaskManager().task_index["arc_easy"].yaml_path)
         for start in range(0, len(rows), args.chunk):
-            part = rows[start:start + args.chunk]
-            data_file = write_jsonl(part, workdir / f"arc_easy_{start}.jsonl")
-            spec = DatasetSpec(name="arc_easy_lm", path="lmeval:arc_easy", data_files=str(data_file))
-            examples = load_dataset(spec).test  # rankscope: lm-eval builds the task and its requests
+            examples = dataset[start:start + args.chunk]
+            data_file = write_jsonl(rows[start:start + args.chunk], workdir / f"arc_easy_{start}.jsonl")
 
             started = time.perf_counter()
             ours = choice_logprobs(loaded.model, loaded.tokenizer, examples, batch_size=args.batch_size)
             totals["ours_s"] += time.perf_counter() - started
-            samples, seconds = lm_eval_run(lm, local_task("arc_easy", data_file, workdir / "tasks", str(start)),
-                                           workdir / "tasks")
+            task = local_task(registered, "arc_easy", data_file, workdir / "tasks", str(start))
+            samples, seconds = lm_eval_run(lm, task, workdir / "tasks")
             totals["theirs_s"] += seconds
 
+            if [s["doc"]["question"] for s in samples] != [r["question"] for r in rows[start:start + args.chunk]] or \
+                    [e.uid for e in examples] != [f"test-{i}" for i in range(start, start + len(examples))]:
+                raise SystemExit("the two sides are not scoring the same questions in the same order")
             theirs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
             preds, preds_norm = lm_eval_predictions(examples, ours)
             their_preds = [max(range(len(row)), key=row.__getitem__) for row in theirs]
