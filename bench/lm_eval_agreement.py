@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from rankscope.config import DatasetSpec, ModelSpec
+from rankscope.data.lm_eval_tasks import task_manager
 from rankscope.data.registry import load_dataset
 from rankscope.evaluate.lm_eval_scoring import lm_eval_predictions
 from rankscope.evaluate.multiple_choice import choice_logprobs
@@ -91,7 +92,6 @@ def main() -> None:
 
     import lm_eval
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     loaded = load_base_model(ModelSpec(id=args.model))
     lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.lm_eval_batch_size,
@@ -106,7 +106,7 @@ def main() -> None:
         spec = DatasetSpec(name="arc_easy_lm", path="lmeval:arc_easy",
                            data_files=str(write_jsonl(rows, workdir / "arc_easy.jsonl")))
         dataset = load_dataset(spec).test  # rankscope: lm-eval builds the task and its requests
-        registered = Path(TaskManager().task_index["arc_easy"].yaml_path)
+        registered = Path(task_manager().task_index["arc_easy"].yaml_path)
         for start in range(0, len(rows), args.chunk):
             examples = dataset[start:start + args.chunk]
             data_file = write_jsonl(rows[start:start + args.chunk], workdir / f"arc_easy_{start}.jsonl")

@@ -20,6 +20,7 @@ lm-eval itself reads local data; everything else in the task (prompt, target, me
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Iterable, Mapping
@@ -73,6 +74,15 @@ def _import_task_manager(where: str) -> Any:
         raise DatasetError(where, "lm-eval tasks need the lm-eval package, which is not installed",
                            INSTALL_HINT) from None
     return TaskManager
+
+
+@functools.lru_cache(maxsize=4)
+def task_manager(include_path: str | None = None, include_defaults: bool = True) -> Any:
+    """lm-eval's TaskManager, built once per process: indexing its ~10k task YAMLs takes seconds.
+
+    ``load`` builds fresh Task objects on every call, so one index serves every dataset.
+    """
+    return _import_task_manager(f"{LMEVAL_PREFIX}tasks")(include_path=include_path, include_defaults=include_defaults)
 
 
 def _load_task_yaml(path: Path) -> dict[str, Any]:
@@ -129,10 +139,9 @@ def build_lmeval_tasks(task: str, where: str, include_path: str | Path | None = 
     if not _TASK_NAME.match(task):
         raise DatasetError(where, f"{task!r} is not an lm-eval task name",
                            "write path: lmeval:<task>, e.g. lmeval:arc_easy")
-    manager_cls = _import_task_manager(where)
+    _import_task_manager(where)
     try:
-        manager = manager_cls(include_path=str(include_path) if include_path else None,
-                              include_defaults=include_defaults)
+        manager = task_manager(str(include_path) if include_path else None, include_defaults)
         request: Any = local_task_config(manager, task, data_files, where) if data_files else task
         if hasattr(manager, "load"):  # lm-eval >= 0.4.10
             leaves = dict(manager.load([request])["tasks"])
