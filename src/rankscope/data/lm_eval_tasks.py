@@ -8,6 +8,10 @@ context and the scored continuations; the scorer (:mod:`rankscope.evaluate.lm_ev
 tokenizes them as lm-eval's HF model does and reports lm-eval's ``acc`` (as ``accuracy``) and
 ``acc_norm``, so the numbers compare one to one with an ``lm_eval`` run of the same model.
 
+Training on such a set uses rankscope's own prompt (the question without the task's frame, as
+every arm is trained), while evaluation keeps the task's prompt, so the in-domain number of an
+lm-eval training set is measured in lm-eval's format.
+
 Generative tasks keep the older mapping: the question is the task's ``doc_to_text`` without its
 ``Question: ...\\nAnswer:`` frame and rankscope's own prompt and scorer are used (lm-eval's
 filters and stop sequences are not reproduced).
