@@ -120,6 +120,11 @@ class DatasetSpec(Spec):
     primary_metric: Literal["auto", "accuracy", "acc_norm"] = "auto"
     # in | near | far to the training sets (or {train_set: relation}); empty: by kind (docstring).
     relation: Relation | dict[str, Relation] | None = None
+    # lm-eval tasks only: a local copy of the task's data in its own schema ({test: file} or one file
+    # = test), read as lm-eval's `dataset_path: json`, so a hub task runs offline.
+    data_files: dict[Literal["train", "validation", "test"], str] | str | None = None
+    # lm-eval tasks only: few-shot examples in the prompt, drawn by lm-eval; 0 = zero-shot (its default).
+    num_fewshot: int = Field(default=0, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -581,24 +586,29 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Ranksco
     return resolve_paths(config, Path(path).resolve().parent)
 
 
-def resolve_dataset_path(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
-    """A relative file path made absolute against ``base_dir``; hub ids and lm-eval tasks kept."""
+def resolve_spec_paths(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
+    """One dataset's ``path`` and ``data_files`` made absolute relative to ``base_dir`` (its
+    config's folder); hub ids (``source: hub, path: org/name``) and lm-eval tasks stay as written."""
+
+    def absolute(path: str) -> str:
+        return path if Path(path).is_absolute() else str((base_dir / path).resolve())
+
+    if isinstance(spec.data_files, str):
+        spec = spec.model_copy(update={"data_files": absolute(spec.data_files)})
+    elif spec.data_files:
+        spec = spec.model_copy(update={"data_files": {k: absolute(v) for k, v in spec.data_files.items()}})
     if spec.path is None or Path(spec.path).is_absolute() or spec.path.startswith("lmeval:") \
             or spec.source == "hub":  # source: hub, path: org/name is a hub id, not a file
         return spec
-    return spec.model_copy(update={"path": str((base_dir / spec.path).resolve())})
+    return spec.model_copy(update={"path": absolute(spec.path)})
 
 
 def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
     """Make dataset file paths absolute relative to the config file, so a run directory is
     self-contained; hub ids and lm-eval tasks stay as written."""
-
-    def fix(spec: DatasetSpec) -> DatasetSpec:
-        return resolve_dataset_path(spec, base_dir)
-
     data = config.data.model_copy(update={
-        "train": [fix(d) for d in config.data.train],
-        "eval": [fix(d) for d in config.data.eval],
+        "train": [resolve_spec_paths(d, base_dir) for d in config.data.train],
+        "eval": [resolve_spec_paths(d, base_dir) for d in config.data.eval],
     })
     return config.model_copy(update={"data": data})
 

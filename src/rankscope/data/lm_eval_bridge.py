@@ -14,24 +14,25 @@ Two directions:
   The exported text task keeps lm-eval's strict exact match; rankscope's own scorer also accepts
   the answer stated in the first sentence, so it can only score a chat model higher.
   Writing needs only PyYAML; lm-eval is not imported.
-* **Import** (:func:`load_lmeval_task`): a dataset spec whose ``path`` is ``lmeval:<task>`` is
-  built through lm-eval's ``TaskManager`` and each doc becomes an :class:`Example` through the
-  task's own ``doc_to_text`` / ``doc_to_choice`` / ``doc_to_target``. Only this direction needs
+* **Import** (:func:`load_lmeval_task`, in :mod:`rankscope.data.lm_eval_tasks`): a dataset spec
+  whose ``path`` is ``lmeval:<task>`` is built through lm-eval's ``TaskManager``; a multiple-choice
+  task keeps its own prompt, continuations and metric (acc, acc_norm). Only this direction needs
   lm-eval installed (``pip install 'rankscope[lmeval]'``).
 
-Sweep config for the import direction (the dataset name stays a plain key, the task goes in path)::
+Sweep config for the import direction (the dataset name stays a plain key, the task goes in path;
+``data_files`` runs a hub task offline on a local copy in its own schema)::
 
     data:
       eval:
         - {name: arc_easy_lm, path: "lmeval:arc_easy"}
+        - {name: arc_easy_local, path: "lmeval:arc_easy", data_files: {test: arc_easy_test.jsonl}}
         - {name: hellaswag, path: "lmeval:hellaswag", kind: recall}
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,16 +40,22 @@ from typing import Any
 import yaml
 
 from rankscope.data.answers import extract_number
-from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
+from rankscope.data.types import Example, LoadedDataset, TaskInfo
 from rankscope.errors import DatasetError
 
-#: ``path:`` prefix naming an lm-eval task (or group) in a dataset spec.
-LMEVAL_PREFIX = "lmeval:"
-INSTALL_HINT = "pip install 'rankscope[lmeval]'"
+# The import direction lives in lm_eval_tasks; re-exported here, where callers have found it.
+from rankscope.data.lm_eval_tasks import (  # noqa: F401
+    INSTALL_HINT,
+    LMEVAL_PREFIX,
+    build_lmeval_tasks,
+    doc_to_example,
+    lmeval_dataset_name,
+    lmeval_task_of,
+    load_lmeval_task,
+)
 
 #: The prompt frame, identical to :func:`rankscope.data.prompts.render_prompt` without a chat template.
 DOC_TO_TEXT = "Question: {{question}}\nAnswer:"
-_FRAME = re.compile(r"\AQuestion:[ \t]*(?P<q>.*?)\s*\nAnswer:\s*\Z", re.DOTALL)
 
 #: Stop sequences for generative tasks: lm-eval's gsm8k set plus a blank line (next question).
 UNTIL = ["\n\n", "Question:", "</s>", "<|im_end|>"]
@@ -212,183 +219,3 @@ def export_lm_eval_task(dataset: LoadedDataset, out_dir: str | Path, *, split: s
     text = yaml.dump(config, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
     yaml_path.write_text(header + text, encoding="utf-8")
     return ExportedTask(task, yaml_path, jsonl_path, len(rows))
-
-
-# ---------------------------------------------------------------------------------------------
-# Import: lm-eval task -> rankscope examples
-
-
-def lmeval_task_of(path: str | None) -> str | None:
-    """The task in a spec path ``lmeval:<task>``, else None.
-
-    Also recognises the form ``config.resolve_paths`` gives a relative path (``/config/dir/lmeval:x``)
-    when no such file exists, so a sweep config works whichever way its paths were resolved.
-    """
-    if not path:
-        return None
-    if path.startswith(LMEVAL_PREFIX):
-        return path[len(LMEVAL_PREFIX):]
-    tail = Path(path).name
-    if tail.startswith(LMEVAL_PREFIX) and not Path(path).exists():
-        return tail[len(LMEVAL_PREFIX):]
-    return None
-
-
-def lmeval_dataset_name(reference: str) -> str:
-    """A dataset name (letters, digits, '-', '_', '.') for ``lmeval:<task>`` given on a command line."""
-    task = reference[len(LMEVAL_PREFIX):] if reference.startswith(LMEVAL_PREFIX) else reference
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", task).lstrip(".")
-    return name or "lmeval_task"
-
-
-_TASK_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
-
-
-def _import_task_manager(where: str) -> Any:
-    try:
-        import lm_eval  # noqa: F401, PLC0415 - optional dependency, imported on use
-        from lm_eval.tasks import TaskManager  # noqa: PLC0415
-    except ImportError:
-        raise DatasetError(where, "lm-eval tasks need the lm-eval package, which is not installed",
-                           INSTALL_HINT) from None
-    return TaskManager
-
-
-def build_lmeval_tasks(task: str, where: str, include_path: str | Path | None = None,
-                       include_defaults: bool = True) -> dict[str, Any]:
-    """Leaf Task objects for a task or group name, built by lm-eval's TaskManager."""
-    if not _TASK_NAME.match(task):
-        raise DatasetError(where, f"{task!r} is not an lm-eval task name",
-                           "write path: lmeval:<task>, e.g. lmeval:arc_easy")
-    manager_cls = _import_task_manager(where)
-    try:
-        manager = manager_cls(include_path=str(include_path) if include_path else None,
-                              include_defaults=include_defaults)
-        if hasattr(manager, "load"):  # lm-eval >= 0.4.10
-            leaves = dict(manager.load([task])["tasks"])
-        else:  # older 0.4.x: nested {name or group: Task | {...}}
-            from lm_eval.tasks import get_task_dict  # noqa: PLC0415
-
-            leaves = dict(_flatten(get_task_dict([task], manager)))
-    except DatasetError:
-        raise
-    except Exception as error:  # unknown name, download failure, bad YAML: all user-fixable
-        raise DatasetError(where, f"lm-eval could not build task {task!r} ({type(error).__name__}: {error})",
-                           "check the name (`lm_eval ls tasks`), the network or the local data") from None
-    if not leaves:
-        raise DatasetError(where, f"lm-eval task {task!r} has no subtasks", "check the task name")
-    return leaves
-
-
-def _flatten(tree: Mapping[Any, Any]) -> Iterable[tuple[str, Any]]:
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            yield from _flatten(value)
-        elif value is not None:
-            yield str(getattr(key, "group_name", key)), value
-
-
-def _docs(task_obj: Any, split: str | None, where: str) -> tuple[str, list[Any]]:
-    order = [split] if split else ["test", "validation"]
-    for name in order:
-        if name not in {"test", "validation", "train"}:
-            raise DatasetError(f"{where}: split", f"unknown split {name!r}", "use test, validation or train")
-        has = getattr(task_obj, f"has_{'training' if name == 'train' else name}_docs")()
-        if has:
-            docs = getattr(task_obj, f"{'training' if name == 'train' else name}_docs")()
-            return name, list(docs)
-    raise DatasetError(f"{where}: split", f"the task has no {' or '.join(order)} split",
-                       "set split: to one the task defines")
-
-
-def _strip_frame(text: str) -> str:
-    """``Question: X\\nAnswer:`` -> ``X``, so rankscope's own frame reproduces the task's prompt."""
-    match = _FRAME.match(text)
-    return match.group("q") if match else text.strip()
-
-
-def _gsm8k_number(text: str) -> str:
-    """A ``... #### N`` worked solution -> ``N`` (rankscope's gsm8k convention); other text unchanged."""
-    if "####" in text:
-        number = extract_number(text[text.rindex("####"):])
-        if number is not None:
-            return number
-    return text
-
-
-def doc_to_example(task_obj: Any, doc: Mapping[str, Any], output_type: str, uid: str, where: str) -> Example:
-    """One lm-eval doc as an Example, through the task's own doc_to_text/choice/target."""
-    text = task_obj.doc_to_text(doc)
-    if not isinstance(text, str):
-        raise DatasetError(where, "the task varies the context per choice (doc_to_text is not text)",
-                           "use a task whose prompt is one text, e.g. arc_easy or gsm8k")
-    description = getattr(task_obj.config, "description", None) or ""
-    question = (description if isinstance(description, str) else "") + _strip_frame(text)
-    target = task_obj.doc_to_target(doc)
-    has_choices = getattr(task_obj.config, "doc_to_choice", None) is not None
-    choices = [str(c) for c in task_obj.doc_to_choice(doc)] if has_choices else None
-    if output_type == "multiple_choice":
-        assert choices is not None
-        if getattr(task_obj.config, "target_delimiter", " ") == "":
-            choices = [c[1:] if c.startswith(" ") else c for c in choices]  # " x" already is the continuation
-        if isinstance(target, list):
-            target = target[0]
-        gold = target if isinstance(target, int) else (choices.index(str(target)) if str(target) in choices else -1)
-        if not 0 <= gold < len(choices):
-            raise DatasetError(f"{where} {uid}", f"gold {target!r} is not one of the {len(choices)} choices",
-                               "check the task's doc_to_target")
-        return Example(question=question, answer=choices[gold], choices=tuple(choices), gold=gold, uid=uid)
-    targets = target if isinstance(target, list) else [target]
-    if choices is not None:  # generate_until with doc_to_choice: target indexes the choices
-        targets = [choices[t] if isinstance(t, int) else t for t in targets]
-    answers = [_gsm8k_number(str(t).strip()) for t in targets if str(t).strip()]
-    if not answers:
-        raise DatasetError(f"{where} {uid}", "empty target", "check the task's doc_to_target")
-    return Example(question=question, answer=answers[0], aliases=tuple(dict.fromkeys(answers[1:])), uid=uid)
-
-
-_OUTPUT_FORMATS: dict[str, Format] = {"multiple_choice": "mc", "generate_until": "generative"}
-
-
-def load_lmeval_task(task: str, *, name: str, kind: Kind | None = None, fmt: Format | None = None,
-                     split: str | None = None, for_training: bool = False,
-                     include_path: str | Path | None = None, include_defaults: bool = True,
-                     kind_default: Kind | None = None) -> tuple[TaskInfo, tuple[list[Example], list[Example]]]:
-    """Examples of lm-eval task (or group) ``task``: (info, (train, test)).
-
-    test: the task's test docs, else its validation docs (or ``split``). train: its training docs
-    when ``for_training`` (otherwise not read). A group's subtasks are concatenated (uids
-    ``<subtask>/<i>``); they must share one output type.
-    """
-    where = f"dataset {name!r} ({LMEVAL_PREFIX}{task})"
-    leaves = build_lmeval_tasks(task, where, include_path, include_defaults)
-    output_types = {getattr(t, "OUTPUT_TYPE", None) or t.config.output_type for t in leaves.values()}
-    if len(output_types) != 1 or not output_types <= set(_OUTPUT_FORMATS):
-        raise DatasetError(where, f"output type {', '.join(sorted(map(str, output_types)))} is not supported",
-                           "use a multiple_choice or generate_until task")
-    output_type = output_types.pop()
-    task_format = _OUTPUT_FORMATS[output_type]
-    if fmt and fmt != task_format:
-        raise DatasetError(f"{where}: format", f"the task is {task_format}, not {fmt}",
-                           f"remove format: or set it to {task_format}")
-    kind = kind or kind_default
-    if kind is None:
-        raise DatasetError(f"{where}: kind", "an lm-eval task needs kind:", "add kind: reasoning or kind: recall")
-    train: list[Example] = []
-    test: list[Example] = []
-    prefix = len(leaves) > 1
-    for leaf_name, task_obj in leaves.items():
-        split_name, docs = _docs(task_obj, split, where)
-        stem = f"{leaf_name}/" if prefix else ""
-        test += [doc_to_example(task_obj, doc, output_type, f"{stem}{split_name}-{i}", where)
-                 for i, doc in enumerate(docs)]
-        if for_training and split_name != "train" and task_obj.has_training_docs():
-            train += [doc_to_example(task_obj, doc, output_type, f"{stem}train-{i}", where)
-                      for i, doc in enumerate(task_obj.training_docs())]
-    answer_type: AnswerType = "text"
-    plain_number = re.compile(r"-?\d+(?:\.\d+)?")
-    every = train + test
-    if task_format == "generative" and every and all(plain_number.fullmatch(e.answer.replace(",", "")) for e in every):
-        answer_type = "number"
-    info = TaskInfo(name, kind, task_format, answer_type, f"lm-eval task {task}", "hub")
-    return info, (train, test)

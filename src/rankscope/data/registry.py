@@ -10,7 +10,8 @@ Where a dataset comes from (``DatasetSpec.source``, or inferred when left empty)
   ``org/name`` or ``org/name:config``).
 * ``path: lmeval:<task>`` (source empty or ``hub``) -> an lm-evaluation-harness task or group,
   built by lm-eval's TaskManager (optional extra ``rankscope[lmeval]``), see
-  :mod:`rankscope.data.lm_eval_bridge`. The name stays a plain key (e.g. ``arc_easy_lm``).
+  :mod:`rankscope.data.lm_eval_tasks`. The name stays a plain key (e.g. ``arc_easy_lm``);
+  ``data_files:`` runs the task on a local copy in its schema, ``num_fewshot:`` (default 0).
 
 Seeds: builtin sets are fixed datasets, generated with :data:`GENERATION_SEED` like a published
 benchmark; the run ``seed`` only chooses which rows ``n_train``/``n_test`` sample (a seeded
@@ -29,7 +30,7 @@ from rankscope.config import DatasetSpec, FieldMap, did_you_mean
 from rankscope.data import benchmarks, builtin_reasoning, builtin_recall
 from rankscope.data.benchmarks import BENCHMARKS, Benchmark
 from rankscope.data.hub import load_hub_records
-from rankscope.data.lm_eval_bridge import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
+from rankscope.data.lm_eval_tasks import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
 from rankscope.data.rows import convert_rows
 from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
 from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
@@ -226,7 +227,8 @@ def _load_lmeval(spec: DatasetSpec, task: str, for_training: bool) -> tuple[Task
                            f"name the subtask instead, e.g. path: {LMEVAL_PREFIX}mmlu_anatomy")
     bench = BENCHMARKS.get(task)
     return load_lmeval_task(task, name=spec.name, kind=spec.kind, fmt=spec.format, split=spec.split,
-                            for_training=for_training, kind_default=bench.kind if bench else None)
+                            for_training=for_training, kind_default=bench.kind if bench else None,
+                            data_files=spec.data_files, num_fewshot=spec.num_fewshot)
 
 
 def _load_hub(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
@@ -267,6 +269,10 @@ def load_dataset(spec: DatasetSpec, seed: int = 0, *, for_training: bool = False
     """
     source = resolve_source(spec)
     task = lmeval_task_of(spec.path)
+    if task is None and (spec.data_files is not None or spec.num_fewshot):
+        key = "data_files" if spec.data_files is not None else "num_fewshot"
+        raise DatasetError(f"dataset {spec.name!r}: {key}", f"{key}: applies to lm-eval tasks only",
+                           f"remove {key}:, or set path: {LMEVAL_PREFIX}<task>")
     if task is not None:
         info, (train, test) = _load_lmeval(spec, task, for_training)
     elif source == "builtin":

@@ -25,6 +25,10 @@ class Example:
     choices / gold: multiple-choice options and the index of the correct one (mc only).
     aliases: extra accepted answers for generative exact match (the answer itself always counts).
     uid: stable id within its dataset (used for seeded sampling and probe selection).
+    prompt / continuations: set only for a task that defines its own prompt (an lm-eval task):
+        the verbatim context and the text scored after it for each choice (target delimiter
+        included). The multiple-choice scorer then uses them as they are (no chat template, no
+        frame) and tokenizes as lm-evaluation-harness does, so its numbers compare with lm-eval's.
     """
 
     question: str
@@ -33,6 +37,8 @@ class Example:
     gold: int | None = None
     aliases: tuple[str, ...] = ()
     uid: str = ""
+    prompt: str | None = None
+    continuations: tuple[str, ...] | None = None
 
     def accepted_answers(self) -> tuple[str, ...]:
         return (self.answer, *self.aliases)

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rankscope.data.prompts import continuation, render_prompt
 from rankscope.data.types import Example
+from rankscope.evaluate.lm_eval_scoring import encode_verbatim
 from rankscope.models.shared_prefix import forward_after_prefix, right_pad, verified_for_model
 
 LOGIT_ROWS_PER_FORWARD = 1024  # choice positions per forward: bounds the [rows, k, vocab] logits
@@ -49,6 +50,10 @@ def encode_questions(tokenizer: PreTrainedTokenizerBase, examples: list[Example]
     for i, example in enumerate(examples):
         if not example.choices or example.gold is None:
             raise ValueError(f"example {example.uid or i} has no choices/gold; it cannot be scored as multiple choice")
+        if example.prompt is not None and example.continuations is not None:  # the task's own prompt (lm-eval)
+            prompt_ids, choice_ids = encode_verbatim(tokenizer, example)
+            encoded.append(EncodedQuestion(prompt=prompt_ids, choices=choice_ids))
+            continue
         prompt = tokenizer(render_prompt(tokenizer, example.question), add_special_tokens=False)["input_ids"]
         choices = [tokenizer(continuation(tokenizer, choice), add_special_tokens=False)["input_ids"]
                    for choice in example.choices]

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from rankscope.config import DatasetSpec, EvalSpec, ModelSpec, first_error, read_yaml, resolve_dataset_path
+from rankscope.config import DatasetSpec, EvalSpec, ModelSpec, first_error, read_yaml, resolve_spec_paths
 from rankscope.data.registry import load_dataset
 from rankscope.errors import ConfigError, ModelLoadError
 from rankscope.evaluate.suite import evaluate_model
@@ -44,7 +44,7 @@ def read_dataset_list(path: Path) -> list[DatasetSpec]:
     except ValidationError as error:  # the same wording as a config error, with "did you mean"
         raise first_error(error, str(path), DatasetSpec) from None
     base_dir = path.resolve().parent
-    return [resolve_dataset_path(s, base_dir) for s in specs]
+    return [resolve_spec_paths(s, base_dir) for s in specs]
 
 
 def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:

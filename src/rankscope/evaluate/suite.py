@@ -14,6 +14,7 @@ from rankscope.config import EvalSpec
 from rankscope.data.answers import extract_number, short_answer
 from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.generative import score_generative
+from rankscope.evaluate.lm_eval_scoring import lm_eval_predictions
 from rankscope.evaluate.metrics import auto_primary_metric, mean_with_stderr
 from rankscope.evaluate.multiple_choice import score_multiple_choice
 from rankscope.verdicts.items import ItemRecord
@@ -33,16 +34,20 @@ def evaluate_dataset_items(model: PreTrainedModel, tokenizer: PreTrainedTokenize
     examples = dataset.test
     if info.format == "mc":
         scores = score_multiple_choice(model, tokenizer, examples, spec.batch_size, description=info.name)
+        correct_norm = [bool(c) for c in scores.correct_norm]
+        if any(e.prompt is not None for e in examples):  # an lm-eval task: its acc_norm, as lm-eval computes it
+            _, preds_norm = lm_eval_predictions(examples, scores.choice_logprobs)
+            correct_norm = [p == e.gold for p, e in zip(preds_norm, examples)]
         metrics = {
             "accuracy": mean_with_stderr([float(c) for c in scores.correct]).to_json(),
-            "acc_norm": mean_with_stderr([float(c) for c in scores.correct_norm]).to_json(),
+            "acc_norm": mean_with_stderr([float(c) for c in correct_norm]).to_json(),
             "margin": mean_with_stderr(scores.margins).to_json(),
         }
         samples = [{"uid": e.uid, "correct": c, "margin": round(m, 4)}
                    for e, c, m in zip(examples[:20], scores.correct, scores.margins)]
         items = [ItemRecord(uid=e.uid or str(i), correct=int(c), correct_norm=int(cn), gold=e.gold,
                             choice_logprobs=tuple(lp), extra={"margin": round(m, 5)})
-                 for i, (e, c, cn, lp, m) in enumerate(zip(examples, scores.correct, scores.correct_norm,
+                 for i, (e, c, cn, lp, m) in enumerate(zip(examples, scores.correct, correct_norm,
                                                            scores.choice_logprobs, scores.margins))]
     else:
         scores = score_generative(model, tokenizer, examples, info.answer_type, spec.batch_size,
