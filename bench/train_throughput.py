@@ -210,6 +210,7 @@ def trainer_run(kind: str, model, tokenizer, rows: list[EncodedExample], spec: T
     """One Trainer + PEFT training run as a careful user configures it (``kind`` in BASELINES)."""
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     dataset = Dataset.from_list([{"input_ids": r.input_ids, "labels": r.labels} for r in rows])
     if kind == "padding-free":
@@ -227,6 +228,7 @@ def trainer_run(kind: str, model, tokenizer, rows: list[EncodedExample], spec: T
             train_sampling_strategy="group_by_length" if kind == "grouped" else "sequential",
         )
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+        trainer.remove_callback(PrinterCallback)  # the per-step log dicts; the losses are read from log_history
         clock.reset()
         trainer.train()
     seconds, tokens = timed(clock, collator.tokens, warmup)
