@@ -16,6 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 
 from rankscope.data.types import Example
 from rankscope.evaluate.generative import score_generative
+from rankscope.evaluate import greedy
 from rankscope.evaluate.greedy import fast_greedy, left_pad, plain_greedy
 
 VOCAB = 97
@@ -46,13 +47,16 @@ def test_left_pad_puts_every_row_at_the_right_edge():
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_fast_greedy_equals_generate(kind, seed):
+@pytest.mark.parametrize("compact_at", [1, 16])
+def test_fast_greedy_equals_generate(kind, seed, compact_at, monkeypatch):
+    """Rows leave and new prompts join the running batch; compact_at=1 drops every unused cache column."""
+    monkeypatch.setattr(greedy, "COMPACT_AT", compact_at)
     model = build(kind)
-    prompts = sorted(chat_like_prompts(seed), key=len)
+    prompts = sorted(chat_like_prompts(seed, n=11), key=len)
     # Stop tokens the model really produces, at different steps of different rows, so rows leave
     # the batch at different times and some run to the limit.
     free = plain_greedy(model, prompts, max_new_tokens=8, stop_ids=set(), pad_token_id=PAD, batch_size=4)
-    stop_ids = {free[0].tokens[2], free[-1].tokens[5]}
+    stop_ids = {free[0].tokens[2], free[-1].tokens[5], free[5].tokens[1]}
     plain = plain_greedy(model, prompts, max_new_tokens=8, stop_ids=stop_ids, pad_token_id=PAD, batch_size=4)
     fast = fast_greedy(model, prompts, max_new_tokens=8, stop_ids=stop_ids, pad_token_id=PAD, batch_size=4)
     assert fast == plain
