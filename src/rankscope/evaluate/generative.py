@@ -46,16 +46,22 @@ def greedy_outputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     def agrees() -> bool:
         sample = [prompts[k] for k in order[:CHECK_PROMPTS]]
         limit = min(CHECK_NEW_TOKENS, max_new_tokens)
-        return (fast_greedy(model, sample, limit, stops, pad_id, batch_size)
-                == plain_greedy(model, sample, limit, stops, pad_id, batch_size))
+        # batches of 2 over 3 prompts: the fast loop refills its batch, as it does on the whole set
+        return (fast_greedy(model, sample, limit, stops, pad_id, 2)
+                == plain_greedy(model, sample, limit, stops, pad_id, 2))
 
-    decode = fast_greedy if fast and prompts and verified_for_model(model, "generation", agrees) else plain_greedy
+    sorted_prompts = [prompts[k] for k in order]
+    if fast and prompts and verified_for_model(model, "generation", agrees):
+        # one call: the decoder keeps its batch full, refilling it from the prompts in order
+        decoded = fast_greedy(model, sorted_prompts, max_new_tokens, stops, pad_id, batch_size)
+    else:
+        decoded = []
+        for start in tqdm(range(0, len(order), batch_size), desc=description, leave=False, disable=None):
+            decoded += plain_greedy(model, sorted_prompts[start:start + batch_size], max_new_tokens, stops, pad_id,
+                                    batch_size)
     outputs: list[Decoded | None] = [None] * len(prompts)
-    for start in tqdm(range(0, len(order), batch_size), desc=description, leave=False, disable=None):
-        indices = order[start:start + batch_size]
-        for k, decoded in zip(indices, decode(model, [prompts[k] for k in indices], max_new_tokens, stops, pad_id,
-                                              batch_size)):
-            outputs[k] = decoded
+    for k, item in zip(order, decoded):
+        outputs[k] = item
     return outputs  # type: ignore[return-value]
 
 
