@@ -15,7 +15,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from rankscope.data.types import Example
-from rankscope.evaluate.generative import score_generative
+from rankscope.data.prompts import render_prompt
+from rankscope.evaluate.generative import greedy_outputs, score_generative
 from rankscope.evaluate import greedy
 from rankscope.evaluate.greedy import fast_greedy, left_pad, plain_greedy
 
@@ -83,4 +84,12 @@ def test_evaluator_fast_path_keeps_the_plain_predictions(tiny):
     plain = score_generative(tiny.model, tiny.tokenizer, examples, "number", batch_size=2, max_new_tokens=6,
                              fast=False)
     assert fast == plain
-    assert len(fast.predictions) == len(examples)
+    assert len(fast.predictions) == len(fast.hit_limit) == len(examples)
+    # the flag is the decoder's: an item hit the limit exactly when it produced max_new_tokens tokens
+    # without the end token
+    prompts = [tiny.tokenizer(render_prompt(tiny.tokenizer, e.question), add_special_tokens=False)["input_ids"]
+               for e in examples]
+    decoded = greedy_outputs(tiny.model, tiny.tokenizer, prompts, batch_size=2, max_new_tokens=6)
+    assert fast.hit_limit == [d.hit_limit for d in decoded]
+    assert all(len(d.tokens) == 6 for d in decoded if d.hit_limit)
+    assert all(len(d.tokens) < 6 for d in decoded if not d.hit_limit)

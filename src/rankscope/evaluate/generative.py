@@ -8,7 +8,7 @@ per batch, finished rows dropped) after checking once per model that it reproduc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -28,6 +28,7 @@ CHECK_NEW_TOKENS = 8
 class GenerationScores:
     correct: list[bool]
     predictions: list[str]
+    hit_limit: list[bool] = field(default_factory=list)  # per item: stopped at max_new_tokens, may be cut off
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
@@ -79,8 +80,7 @@ def score_generative(
     prompts = [tokenizer(render_prompt(tokenizer, e.question), add_special_tokens=False)["input_ids"]
                for e in examples]
     decoded = greedy_outputs(model, tokenizer, prompts, batch_size, max_new_tokens, fast, description)
-    # decoded[i].hit_limit: the answer ran into max_new_tokens (it may be cut off)
     predictions = [text.strip() for text in
                    tokenizer.batch_decode([d.tokens for d in decoded], skip_special_tokens=True)]
     correct = [is_correct(p, e, answer_type) for p, e in zip(predictions, examples)]
-    return GenerationScores(correct=correct, predictions=predictions)
+    return GenerationScores(correct=correct, predictions=predictions, hit_limit=[d.hit_limit for d in decoded])
