@@ -1,8 +1,14 @@
-"""Generative scoring: greedy decoding, answer extraction, exact match."""
+"""Generative scoring: greedy decoding, answer extraction, exact match.
+
+Decoding uses the fast greedy loop (rankscope.evaluate.greedy: the shared system turn run once
+per batch, finished rows dropped) after checking once per model that it reproduces transformers'
+``generate`` on the first prompts; ``generate`` itself stays as the reference and the fallback
+(like the multiple-choice scorer's plain path). ``bench/generate.py`` compares the two.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -11,12 +17,53 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rankscope.data.answers import is_correct
 from rankscope.data.prompts import render_prompt
 from rankscope.data.types import AnswerType, Example
+from rankscope.evaluate.greedy import Decoded, fast_greedy, plain_greedy
+from rankscope.models.shared_prefix import verified_for_model
+
+CHECK_PROMPTS = 3  # prompts the fast decoder is checked on (once per model)
+CHECK_NEW_TOKENS = 8
 
 
 @dataclass(frozen=True)
 class GenerationScores:
     correct: list[bool]
     predictions: list[str]
+    hit_limit: list[bool] = field(default_factory=list)  # per item: stopped at max_new_tokens, may be cut off
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """The tokens that end an answer: the tokenizer's end token (the chat template's end of turn)."""
+    return {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+
+
+@torch.no_grad()
+def greedy_outputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
+                   batch_size: int, max_new_tokens: int, fast: bool = True, description: str = "gen") -> list[Decoded]:
+    """Greedy continuations of ``prompts`` (token ids), in their order; batches hold prompts of similar length."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    stops = stop_token_ids(tokenizer)
+    order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))  # similar lengths pad less
+
+    def agrees() -> bool:
+        sample = [prompts[k] for k in order[:CHECK_PROMPTS]]
+        limit = min(CHECK_NEW_TOKENS, max_new_tokens)
+        # batches of 2 over 3 prompts: the fast loop refills its batch, as it does on the whole set
+        return (fast_greedy(model, sample, limit, stops, pad_id, 2)
+                == plain_greedy(model, sample, limit, stops, pad_id, 2))
+
+    sorted_prompts = [prompts[k] for k in order]
+    if fast and prompts and verified_for_model(model, "generation", agrees):
+        # one call: the decoder keeps its batch full, refilling it from the prompts in order
+        decoded = fast_greedy(model, sorted_prompts, max_new_tokens, stops, pad_id, batch_size)
+    else:
+        decoded = []
+        for start in tqdm(range(0, len(order), batch_size), desc=description, leave=False, disable=None):
+            decoded += plain_greedy(model, sorted_prompts[start:start + batch_size], max_new_tokens, stops, pad_id,
+                                    batch_size)
+    outputs: list[Decoded | None] = [None] * len(prompts)
+    for k, item in zip(order, decoded):
+        outputs[k] = item
+    return outputs  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -28,24 +75,12 @@ def score_generative(
     batch_size: int = 16,
     max_new_tokens: int = 24,
     description: str = "gen",
+    fast: bool = True,
 ) -> GenerationScores:
-    device = next(model.parameters()).device
-    prompts = [render_prompt(tokenizer, e.question) for e in examples]
-    order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))
-    predictions: list[str] = [""] * len(prompts)
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation continues from the right edge of every row
-    try:
-        for start in tqdm(range(0, len(order), batch_size), desc=description, leave=False, disable=None):
-            indices = order[start:start + batch_size]
-            batch = tokenizer([prompts[k] for k in indices], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
-            output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            new_tokens = output[:, batch["input_ids"].shape[1]:]  # [b, new]
-            for k, text in zip(indices, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                predictions[k] = text.strip()
-    finally:
-        tokenizer.padding_side = previous_side
+    prompts = [tokenizer(render_prompt(tokenizer, e.question), add_special_tokens=False)["input_ids"]
+               for e in examples]
+    decoded = greedy_outputs(model, tokenizer, prompts, batch_size, max_new_tokens, fast, description)
+    predictions = [text.strip() for text in
+                   tokenizer.batch_decode([d.tokens for d in decoded], skip_special_tokens=True)]
     correct = [is_correct(p, e, answer_type) for p, e in zip(predictions, examples)]
-    return GenerationScores(correct=correct, predictions=predictions)
+    return GenerationScores(correct=correct, predictions=predictions, hit_limit=[d.hit_limit for d in decoded])
