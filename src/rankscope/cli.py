@@ -148,6 +148,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         return 0
     from rankscope.config import DatasetSpec
     from rankscope.data.registry import load_dataset
+    from rankscope.errors import DatasetError
 
     if not args.name:
         from rankscope.errors import ConfigError
@@ -164,7 +165,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                                                  n_test=args.n))
     n = 3 if args.n is None else args.n
     spec = DatasetSpec(name=name, path=path, format=args.format, kind=args.kind, n_test=n, n_train=n)
-    dataset = load_dataset(spec, seed=0)
+    try:  # the rows training would use (a set without a train split is divided 80/20, as in a sweep)
+        dataset = load_dataset(spec, seed=0, for_training=True)
+    except DatasetError:
+        dataset = load_dataset(spec, seed=0)
     info = dataset.info
     print(f"{info.name}: {info.kind}, {info.format}, answer type {info.answer_type}, "
           f"{len(dataset.train)} train / {len(dataset.test)} test rows")
@@ -176,6 +180,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 for j, choice in enumerate(example.choices):
                     print(f"   {'*' if j == example.gold else ' '} {choice}")
             print(f"A: {example.answer}" + (f"  (also: {', '.join(example.aliases)})" if example.aliases else ""))
+            if split == "train":
+                print("training target:\n" + "\n".join("  " + line for line in example.training_text.splitlines()))
     return 0
 
 

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rankscope.data.prompts import continuation, render_prompt
+from rankscope.data.prompts import continuation, prompt_ids
 from rankscope.data.types import Example
 from rankscope.models.shared_prefix import forward_after_prefix, right_pad, verified_for_model
 
@@ -45,7 +45,7 @@ def encode_questions(tokenizer: PreTrainedTokenizerBase, examples: list[Example]
     for i, example in enumerate(examples):
         if not example.choices or example.gold is None:
             raise ValueError(f"example {example.uid or i} has no choices/gold; it cannot be scored as multiple choice")
-        prompt = tokenizer(render_prompt(tokenizer, example.question), add_special_tokens=False)["input_ids"]
+        prompt = prompt_ids(tokenizer, example.question)
         choices = [tokenizer(continuation(tokenizer, choice), add_special_tokens=False)["input_ids"]
                    for choice in example.choices]
         encoded.append(EncodedQuestion(prompt=prompt, choices=choices))
