@@ -55,8 +55,17 @@ def test_sweep_writes_the_store_and_resumes(tiny_model_dir, tmp_path):
     rows = read_rows(run_dir / "results.csv")
     assert {r["method"] for r in rows} == {"base", "sft", "lora"}
     assert {r["domain"] for r in rows} == {"in", "out"}
-    assert {r["kind"] for r in rows} == {"reasoning", "recall"}
+    assert {r["kind"] for r in rows if r["dataset"] != "generic_text"} == {"reasoning", "recall"}
     assert {r["metric"] for r in rows if r["format"] == "mc"} == {"accuracy", "margin"}
+    # every arm has its generic-text NLL; nll_delta is arm minus base, so the base row reads 0
+    nll = {r["arm_id"]: float(r["value"]) for r in rows if r["metric"] == "nll"}
+    delta = {r["arm_id"]: float(r["value"]) for r in rows if r["metric"] == "nll_delta"}
+    assert set(nll) == set(delta) == {a.arm_id for a in outcome.arms}
+    base_id = next(a.arm_id for a in outcome.arms if a.method == "base")
+    assert delta[base_id] == 0.0
+    for arm_id, value in delta.items():
+        assert value == pytest.approx(nll[arm_id] - nll[base_id], abs=2e-5)
+    assert any(value != 0.0 for value in delta.values())  # training moved the NLL of some arm
     for arm in outcome.arms:
         folder = run_dir / "arms" / arm.arm_id
         assert json.loads((folder / "arm.json").read_text())["status"] == "done"

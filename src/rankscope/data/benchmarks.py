@@ -59,7 +59,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("gsm8k", "reasoning", "generative", "number",
               "Grade-school math word problems (Cobbe et al. 2021).",
               "JSONL question/answer; the answer is a worked solution ending in '#### N'. Example.answer is N; "
-              "training teaches the worked solution without calculator annotations, ending in 'The answer is N.' "
+              "training teaches the worked solution without calculator annotations, ending in '#### N' "
               "(target: answer trains on N alone). Predictions are scored by the number after '####', else after "
               "'The answer is', else the last number. 256 new tokens and training length 384 by default.",
               "openai/gsm8k", "main", "test", "train", schemas.gsm8k, schemas.gsm8k,

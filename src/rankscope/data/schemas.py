@@ -38,7 +38,7 @@ def strip_prompt(text: str) -> str:
 
 def gsm8k(row: Mapping, uid: str) -> Example:
     """GSM8K: the solution ends in ``#### N``; Example.answer is N, Example.target the worked
-    solution ending in "The answer is N." (:func:`rankscope.data.solutions.gsm8k_target`)."""
+    solution without calculator annotations, ending in ``#### N`` (:func:`rankscope.data.solutions.gsm8k_target`)."""
     question = text_value(get_field(row, "question"), "question")
     solution = text_value(get_field(row, "answer"), "answer")
     if "####" not in solution:

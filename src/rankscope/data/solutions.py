@@ -3,10 +3,12 @@ benchmarks in bench/ and the CLI share.
 
 A reasoning set is meant to teach and measure reasoning. Training on the bare final number
 (what GSM8K's "#### N" line holds) teaches a tuned arm to answer at once, so its "gain" is
-mostly format; the study this tool follows trains on the worked solution. Each target here ends
-in one line :func:`rankscope.data.answers.extract_number` reads back as the final answer
-("The answer is N."), the convention of arith_chain, of lm-evaluation-harness's flexible
-extraction and of chat models; the exported lm-eval task reads it with the same regex.
+mostly format; the study this tool follows trains on the worked solution. Each GSM8K target ends
+in GSM8K's own final line ``#### N``, which :func:`rankscope.data.answers.extract_number` reads
+first (as does lm-evaluation-harness's gsm8k "strict-match"; the exported lm-eval task reads it
+with the same regex). "The answer is N." would be ambiguous: some upstream solutions already say
+"the final answer is 15 gallons * 8 pints / gallon = 120" in their body, and the first such
+phrase wins.
 
 GSM8K (Cobbe et al. 2021) marks every calculator call as ``<<48/2=24>>`` before its result; the
 annotations are tool calls, not prose, and are removed (``48/2 = <<48/2=24>>24`` -> ``48/2 = 24``).
@@ -32,7 +34,7 @@ _FINAL_LINE = re.compile(r"\n?\s*####.*\Z", re.DOTALL)
 
 
 def final_answer_line(answer: str) -> str:
-    """The closing line of every worked-solution target."""
+    """The closing line of a worked-solution target scored as multiple choice (MathQA's rationale)."""
     return f"The answer is {answer}."
 
 
@@ -44,10 +46,10 @@ def clean_gsm8k_solution(solution: str) -> str:
 
 
 def gsm8k_target(solution: str, number: str) -> str:
-    """``"Natalia sold 48/2 = <<48/2=24>>24 clips ...\\n#### 72"`` ->
-    ``"Natalia sold 48/2 = 24 clips ...\\nThe answer is 72."``."""
+    """``"Natalia sold 48/2 = <<48/2=24>>24 clips ...\n#### 72"`` ->
+    ``"Natalia sold 48/2 = 24 clips ...\n#### 72"`` (the number canonical: no thousands commas)."""
     body = clean_gsm8k_solution(solution)
-    return f"{body}\n{final_answer_line(number)}" if body else final_answer_line(number)
+    return f"{body}\n#### {number}" if body else f"#### {number}"
 
 
 def mathqa_target(rationale: str, answer: str) -> str:
