@@ -129,3 +129,12 @@ def test_truncated_metric_is_the_mean_of_the_flags(tiny):
     flags = [s["truncated"] for s in result["samples"]]
     assert result["metrics"]["truncated"]["value"] == pytest.approx(sum(flags) / len(flags))
     assert result["metrics"]["truncated"]["n"] == 5
+
+
+def test_exported_task_generates_as_many_tokens_as_rankscope():
+    from rankscope.data.lm_eval_bridge import task_config
+
+    info = TaskInfo("gsm8k", "reasoning", "generative", "number", max_new_tokens=256)
+    assert task_config(info, "gsm8k", "x.jsonl")["generation_kwargs"]["max_gen_toks"] == 256
+    plain = TaskInfo("t", "reasoning", "generative", "number")
+    assert "max_gen_toks" not in task_config(plain, "t", "x.jsonl")["generation_kwargs"]
