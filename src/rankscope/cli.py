@@ -260,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="seeded sample of at most N items per dataset")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--max-new-tokens", type=int, default=32)
+    evaluate.add_argument("--max-new-tokens", type=int, default=32,
+                          help="new tokens for generative sets without their own (a set's max_new_tokens, "
+                               "or GSM8K's default of 256, wins)")
     evaluate.add_argument("--out", help="output folder (default runs/eval)")
     evaluate.set_defaults(func=cmd_eval)
 
