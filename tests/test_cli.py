@@ -50,8 +50,12 @@ def test_eval_writes_tidy_results(tiny_model_dir, tmp_path, capsys):
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {(r["dataset"], r["metric"]) for r in rows} == {("capitals", "accuracy"), ("capitals", "margin"),
-                                                           ("arith_chain", "accuracy")}
-    assert all(r["n"] == "5" for r in rows)
+                                                           ("arith_chain", "accuracy"), ("arith_chain", "truncated"),
+                                                           ("generic_text", "nll"), ("generic_text", "nll_delta")}
+    assert all(r["n"] == "5" for r in rows if r["dataset"] != "generic_text")
+    # a lone model is its own base: nll_delta reads 0, nll is the absolute value
+    nll = {r["metric"]: float(r["value"]) for r in rows if r["dataset"] == "generic_text"}
+    assert nll["nll_delta"] == 0.0 and nll["nll"] > 0.0
 
 
 def test_eval_bad_model_is_exit_2(tmp_path, capsys):
