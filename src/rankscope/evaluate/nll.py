@@ -24,7 +24,7 @@ from rankscope.data.generic_text import read_generic_text
 from rankscope.data.prompts import adds_bos
 from rankscope.evaluate.metrics import MetricValue, mean_with_stderr
 
-CHUNKS_PER_FORWARD = 2  # bounds the [chunks, chunk_tokens, vocab] fp32 logits (~200 MB for SmolLM2 at 512)
+CHUNKS_PER_FORWARD = 4  # bounds the [chunks, chunk_tokens, vocab] fp32 logits (~200 MB for SmolLM2 at 256)
 
 
 @dataclass(frozen=True)
