@@ -5,8 +5,9 @@ dependency for the element recall sets): the encyclopedic description and the "u
 every element in its database, in atomic-number order (~51k characters, ~12.5k tokens with
 SmolLM2's tokenizer; ``eval.nll.max_tokens`` scores the first 2048 by default). It is plain
 expository prose no sweep trains on, but it is about chemistry, so it overlaps the
-``element_symbols`` recall set: an arm that forgets element facts moves both. For a sample unrelated to any of your sets, point ``eval.nll.path`` at a UTF-8 text
-file of your own (e.g. a few pages of Wikipedia or of your domain's held-out prose).
+``element_symbols`` recall set: an arm that forgets element facts moves both. For a sample
+unrelated to any of your sets, point ``eval.nll.path`` at a UTF-8 text file of your own (e.g. a
+few pages of Wikipedia or of your domain's held-out prose).
 """
 
 from __future__ import annotations
