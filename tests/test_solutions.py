@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 
@@ -138,3 +139,29 @@ def test_exported_task_generates_as_many_tokens_as_rankscope():
     assert task_config(info, "gsm8k", "x.jsonl")["generation_kwargs"]["max_gen_toks"] == 256
     plain = TaskInfo("t", "reasoning", "generative", "number")
     assert "max_gen_toks" not in task_config(plain, "t", "x.jsonl")["generation_kwargs"]
+
+
+def test_a_sweep_trained_on_gsm8k_records_truncated_per_arm(tiny_model_dir, tmp_path):
+    """Tiny model, two steps on GSM8K's worked solutions: every arm has a `truncated` row for the set,
+    generated with the set's own length (here 6 new tokens: an untrained model never stops, so 1.0)."""
+    from rankscope.config import config_from_dict
+    from rankscope.sweep.runner import run_sweep
+
+    config = config_from_dict({
+        "name": "gsm8k-tiny", "model": {"id": str(tiny_model_dir)},
+        "data": {"train": [{"name": "gsm8k", "path": str(shared("gsm8k")), "n_train": 8, "n_test": 4,
+                            "max_new_tokens": 6, "max_length": 96}]},
+        "arms": {"sft": True, "lora": {"ranks": [2]}, "seeds": [0]},
+        "train": {"steps": 2, "batch_size": 4},
+        "eval": {"batch_size": 4, "nll": {"max_tokens": 64, "chunk_tokens": 32}},
+        "analysis": {"enabled": False},
+    })
+    outcome = run_sweep(config, tmp_path / "run", announce=lambda *_: None)
+    assert not outcome.failed
+    rows = [r for r in csv.DictReader((tmp_path / "run" / "results.csv").open()) if r["metric"] == "truncated"]
+    assert {r["arm_id"] for r in rows} == {a.arm_id for a in outcome.arms} and len(rows) == 3
+    for row in rows:
+        assert row["dataset"] == "gsm8k" and row["n"] == "4" and 0.0 <= float(row["value"]) <= 1.0
+    for arm in outcome.arms:
+        evaluation = json.loads((tmp_path / "run" / "arms" / arm.arm_id / "eval.json").read_text())
+        assert evaluation["datasets"]["gsm8k"]["max_new_tokens"] == 6
