@@ -20,7 +20,20 @@ def test_datasets_list_json_has_builtins(capsys):
 def test_datasets_show_renders_questions(capsys):
     assert main(["datasets", "show", "capitals", "-n", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.count("Q: ") == 2 and "*" in out
+    assert out.count("--- test") == 2 and "*" in out
+    # the rows training would use, each with its training target
+    assert out.count("--- train") == 2 and out.count("training target:") == 2
+
+
+def test_datasets_show_gsm8k_trains_on_the_worked_solution(capsys):
+    from test_data_benchmarks import shared
+
+    assert main(["datasets", "show", "gsm8k", "--path", str(shared("gsm8k")), "-n", "1"]) == 0
+    out = capsys.readouterr().out
+    target = out.split("training target:\n", 1)[1].split("--- test", 1)[0]
+    assert len(target.splitlines()) >= 2 and "<<" not in target  # a worked solution, annotations removed
+    answer = out.split("--- train", 1)[1].split("\nA: ", 1)[1].split()[0]
+    assert target.strip().endswith(f"#### {answer}")
 
 
 def test_unknown_dataset_is_exit_2(capsys):
@@ -37,9 +50,14 @@ def test_eval_writes_tidy_results(tiny_model_dir, tmp_path, capsys):
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {(r["dataset"], r["metric"]) for r in rows} == {("capitals", "accuracy"), ("capitals", "acc_norm"),
-                                                           ("capitals", "margin"), ("arith_chain", "accuracy")}
-    assert all(r["n"] == "5" for r in rows)
+                                                           ("capitals", "margin"), ("arith_chain", "accuracy"),
+                                                           ("arith_chain", "truncated"),
+                                                           ("generic_text", "nll"), ("generic_text", "nll_delta")}
+    assert all(r["n"] == "5" for r in rows if r["dataset"] != "generic_text")
     assert sorted(p.name for p in out.glob("arms/*/items/*")) == ["arith_chain.jsonl.gz", "capitals.jsonl.gz"]
+    # a lone model is its own base: nll_delta reads 0, nll is the absolute value
+    nll = {r["metric"]: float(r["value"]) for r in rows if r["dataset"] == "generic_text"}
+    assert nll["nll_delta"] == 0.0 and nll["nll"] > 0.0
 
 
 def test_eval_bad_model_is_exit_2(tmp_path, capsys):

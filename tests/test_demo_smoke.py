@@ -53,9 +53,12 @@ def test_results_cover_every_arm_kind_and_domain(smoke_run):
     methods = {r["method"] for r in rows}
     assert methods == {"base", "sft", "lora"}
     assert {r["rank"] for r in rows if r["method"] == "lora"} == {"1", "8"}
-    assert {r["kind"] for r in rows} == {"reasoning", "recall"}
+    assert {r["kind"] for r in rows if r["dataset"] != "generic_text"} == {"reasoning", "recall"}
     assert {r["domain"] for r in rows} == {"in", "out"}
     assert all(r["status"] == "done" for r in rows)
+    # continuous forgetting for every arm (the base's own delta reads 0); truncation of the generative set
+    assert {r["arm_id"] for r in rows if r["metric"] == "nll_delta"} == {r["arm_id"] for r in rows}
+    assert {r["dataset"] for r in rows if r["metric"] == "truncated"} == {"arith_chain"}
     for r in rows:
         if r["metric"] == "accuracy":
             assert 0.0 <= float(r["value"]) <= 1.0 and int(r["n"]) == 16

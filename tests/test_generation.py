@@ -84,12 +84,12 @@ def test_evaluator_fast_path_keeps_the_plain_predictions(tiny):
     plain = score_generative(tiny.model, tiny.tokenizer, examples, "number", batch_size=2, max_new_tokens=6,
                              fast=False)
     assert fast == plain
-    assert len(fast.predictions) == len(fast.hit_limit) == len(examples)
+    assert len(fast.predictions) == len(fast.truncated) == len(examples)
     # the flag is the decoder's: an item hit the limit exactly when it produced max_new_tokens tokens
     # without the end token
     prompts = [tiny.tokenizer(render_prompt(tiny.tokenizer, e.question), add_special_tokens=False)["input_ids"]
                for e in examples]
     decoded = greedy_outputs(tiny.model, tiny.tokenizer, prompts, batch_size=2, max_new_tokens=6)
-    assert fast.hit_limit == [d.hit_limit for d in decoded]
+    assert fast.truncated == [d.hit_limit for d in decoded]
     assert all(len(d.tokens) == 6 for d in decoded if d.hit_limit)
     assert all(len(d.tokens) < 6 for d in decoded if not d.hit_limit)

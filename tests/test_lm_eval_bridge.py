@@ -156,7 +156,7 @@ def test_cli_export_and_show_default(tmp_path, capsys):
     assert main(["datasets", "export", "capitals"]) == 2
     assert "--out" in capsys.readouterr().err
     assert main(["datasets", "show", "capitals"]) == 0
-    assert capsys.readouterr().out.count("Q: ") == 3
+    assert capsys.readouterr().out.count("--- test") == 3
 
 
 # ---------------------------------------------------------------------------------------------

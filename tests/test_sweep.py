@@ -55,21 +55,22 @@ def test_sweep_writes_the_store_and_resumes(tiny_model_dir, tmp_path):
     rows = read_rows(run_dir / "results.csv")
     assert {r["method"] for r in rows} == {"base", "sft", "lora"}
     assert {r["domain"] for r in rows} == {"in", "out"}
-    assert {r["kind"] for r in rows} == {"reasoning", "recall"}
+    assert {r["kind"] for r in rows if r["dataset"] != "generic_text"} == {"reasoning", "recall"}
     assert {r["metric"] for r in rows if r["format"] == "mc"} == {"accuracy", "acc_norm", "margin"}
     # relation: the training set's own test split in, same kind (arith_mc) near, the rest far
-    assert {(r["dataset"], r["relation"]) for r in rows} == {("arith_chain", "in"), ("arith_mc", "near"),
+    assert {(r["dataset"], r["relation"]) for r in rows if r["dataset"] != "generic_text"} == {("arith_chain", "in"), ("arith_mc", "near"),
                                                              ("capitals", "far")}
     # one primary metric per arm x dataset
-    primary = [(r["arm_id"], r["dataset"]) for r in rows if r["primary"] == "1"]
-    assert len(primary) == len(set(primary)) == len({(r["arm_id"], r["dataset"]) for r in rows})
+    scored = [r for r in rows if r["dataset"] != "generic_text"]
+    primary = [(r["arm_id"], r["dataset"]) for r in scored if r["primary"] == "1"]
+    assert len(primary) == len(set(primary)) == len({(r["arm_id"], r["dataset"]) for r in scored})
     # per-item records: one line per scored item; their mean is the accuracy in results.csv
     from rankscope.verdicts.items import find_items, read_items
 
-    for r in rows:
+    for r in scored:
         items = read_items(find_items(run_dir / "arms" / r["arm_id"], r["dataset"]))
         assert len(items) == int(r["n"]) == 6
-        field = {"accuracy": "correct", "acc_norm": "correct_norm"}.get(r["metric"])
+        field = {"accuracy": "correct", "acc_norm": "correct_norm", "truncated": "truncated"}.get(r["metric"])
         if field:
             assert sum(i[field] for i in items) / len(items) == pytest.approx(float(r["value"]), abs=1e-5)
         if r["format"] == "mc":
@@ -77,6 +78,15 @@ def test_sweep_writes_the_store_and_resumes(tiny_model_dir, tmp_path):
         else:
             assert all("prediction" in i and "extracted" in i for i in items)
     assert (run_dir / "comparisons.csv").is_file() and (run_dir / "recommendation.json").is_file()
+    # every arm has its generic-text NLL; nll_delta is arm minus base, so the base row reads 0
+    nll = {r["arm_id"]: float(r["value"]) for r in rows if r["metric"] == "nll"}
+    delta = {r["arm_id"]: float(r["value"]) for r in rows if r["metric"] == "nll_delta"}
+    assert set(nll) == set(delta) == {a.arm_id for a in outcome.arms}
+    base_id = next(a.arm_id for a in outcome.arms if a.method == "base")
+    assert delta[base_id] == 0.0
+    for arm_id, value in delta.items():
+        assert value == pytest.approx(nll[arm_id] - nll[base_id], abs=2e-5)
+    assert any(value != 0.0 for value in delta.values())  # training moved the NLL of some arm
     for arm in outcome.arms:
         folder = run_dir / "arms" / arm.arm_id
         assert json.loads((folder / "arm.json").read_text())["status"] == "done"

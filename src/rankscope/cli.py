@@ -222,6 +222,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         Console().print(table)
         return 0
     from rankscope.data.registry import load_dataset
+    from rankscope.errors import DatasetError
 
     if not args.name:
         from rankscope.errors import ConfigError
@@ -242,7 +243,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
         raise ConfigError("datasets show -n", f"{n} examples", "give 0 (sizes only) or more")
     spec = _dataset_spec(name=name, path=path, format=args.format, kind=args.kind)
-    dataset = load_dataset(spec, seed=0)
+    try:  # the rows training would use (a set without a train split is divided 80/20, as in a sweep)
+        dataset = load_dataset(spec, seed=0, for_training=True)
+    except DatasetError:
+        dataset = load_dataset(spec, seed=0)
     info = dataset.info
     print(f"{info.name}: {info.kind}, {info.format}, answer type {info.answer_type}, "
           f"{len(dataset.train)} train / {len(dataset.test)} test rows")
@@ -254,6 +258,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 for j, choice in enumerate(example.choices):
                     print(f"   {'*' if j == example.gold else ' '} {choice}")
             print(f"A: {example.answer}" + (f"  (also: {', '.join(example.aliases)})" if example.aliases else ""))
+            if split == "train":
+                print("training target:\n" + "\n".join("  " + line for line in example.training_text.splitlines()))
     return 0
 
 
@@ -371,7 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="seeded sample of at most N items per dataset")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--max-new-tokens", type=int, default=32)
+    evaluate.add_argument("--max-new-tokens", type=int, default=32,
+                          help="new tokens for generative sets without their own (a set's max_new_tokens, "
+                               "or GSM8K's default of 256, wins)")
     evaluate.add_argument("--out", help="output folder (default runs/eval)")
     evaluate.set_defaults(func=cmd_eval)
 

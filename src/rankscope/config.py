@@ -125,6 +125,16 @@ class DatasetSpec(Spec):
     data_files: dict[Literal["train", "validation", "test"], str] | str | None = None
     # lm-eval tasks only: few-shot examples in the prompt, drawn by lm-eval; 0 = zero-shot (its default).
     num_fewshot: int = Field(default=0, ge=0)
+    # What training teaches: auto = the worked solution for generative sets that have one (GSM8K),
+    # the answer for multiple choice; solution = every worked solution (MathQA's rationale too);
+    # answer = bare final answers. Reasoning trained on bare numbers measures format, not skill.
+    target: Literal["auto", "solution", "answer"] = "auto"
+    # New tokens generated for this set (a worked solution needs ~256); None = the set's own
+    # default (GSM8K: 256), else eval.max_new_tokens.
+    max_new_tokens: int | None = Field(default=None, gt=0)
+    # Training sequence length for this set (prompt + target); None = the set's own default
+    # (GSM8K: 384), else train.max_length.
+    max_length: int | None = Field(default=None, ge=8)
 
     @field_validator("name")
     @classmethod
@@ -264,6 +274,24 @@ class TrainSpec(Spec):
         return str(value).lower() if isinstance(value, bool) else value
 
 
+class NllSpec(Spec):
+    """Continuous forgetting: mean per-token negative log-likelihood on generic text, per arm
+    (results.csv metric ``nll``; ``nll_delta`` = arm minus base). Accuracy on small sets moves in
+    coarse steps; the NLL of text no arm trained on shows drift long before (PEFT's method
+    comparison reports the same change in cross-entropy vs the base model)."""
+
+    enabled: bool = True
+    # A UTF-8 text file of your own; None = the shipped sample (rankscope.data.generic_text).
+    path: str | None = None
+    # Tokens scored at most, from the start of the text (the same for every arm). SmolLM2-135M on
+    # 2 CPU cores spends ~9 CPU-seconds per 1k tokens, so 2048 adds ~10 s per arm; the shipped
+    # sample holds ~12.5k tokens (12000 scores nearly all of it, at ~6x the time).
+    max_tokens: int = Field(default=2048, gt=1)
+    # Tokens per forward pass; the text is cut into fixed chunks of this many tokens (the
+    # stderr of nll_delta is over these chunks, so more chunks give a tighter interval).
+    chunk_tokens: int = Field(default=256, ge=8)
+
+
 class EvalSpec(Spec):
     """How every arm is scored (the same for every arm).
 
@@ -272,7 +300,9 @@ class EvalSpec(Spec):
     """
 
     batch_size: int = Field(default=16, gt=0)
+    # Default new tokens for generative sets; a set's own max_new_tokens (or its default) wins.
     max_new_tokens: int = Field(default=24, gt=0)
+    nll: NllSpec = Field(default_factory=NllSpec)  # generic-text NLL (continuous forgetting)
 
 
 class AnalysisSpec(Spec):
@@ -610,7 +640,12 @@ def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
         "train": [resolve_spec_paths(d, base_dir) for d in config.data.train],
         "eval": [resolve_spec_paths(d, base_dir) for d in config.data.eval],
     })
-    return config.model_copy(update={"data": data})
+    update: dict[str, Any] = {"data": data}
+    nll = config.eval.nll
+    if nll.path is not None and not Path(nll.path).is_absolute():
+        update["eval"] = config.eval.model_copy(
+            update={"nll": nll.model_copy(update={"path": str((base_dir / nll.path).resolve())})})
+    return config.model_copy(update=update)
 
 
 def dump_config(config: RankscopeConfig) -> str:

@@ -12,6 +12,8 @@ different surface forms on purpose, so they measure transfer rather than templat
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,8 +77,7 @@ def _draw_unique(make: Callable[[random.Random], Example | None], n_train: int, 
         misses = 0
         seen.add(example.question)
         target, split = (test, "test") if len(test) < n_test else (train, "train")
-        target.append(Example(question=example.question, answer=example.answer, choices=example.choices,
-                              gold=example.gold, aliases=example.aliases, uid=f"{name}-{split}-{len(target)}"))
+        target.append(dataclasses.replace(example, uid=f"{name}-{split}-{len(target)}"))
     return train, test
 
 

@@ -157,7 +157,9 @@ def task_config(info: TaskInfo, task: str, data_file: str, *, multi_target: bool
         config.update({
             "output_type": "generate_until",
             "doc_to_target": "target" if number else ("targets" if multi_target else "answer"),
-            "generation_kwargs": {"until": list(UNTIL), "do_sample": False, "temperature": 0.0},
+            "generation_kwargs": {"until": list(UNTIL), "do_sample": False, "temperature": 0.0,
+                                  # the set's own generation length (GSM8K: 256), as rankscope generates
+                                  **({"max_gen_toks": info.max_new_tokens} if info.max_new_tokens else {})},
             "filter_list": [{
                 "name": "flexible-extract" if number else "short-answer",
                 "filter": [

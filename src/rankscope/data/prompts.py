@@ -32,3 +32,28 @@ def continuation(tokenizer: PreTrainedTokenizerBase, answer: str) -> str:
 def training_target(tokenizer: PreTrainedTokenizerBase, answer: str) -> str:
     """What the loss is computed on: the answer and the end-of-turn token, so the model learns to stop."""
     return continuation(tokenizer, answer) + (tokenizer.eos_token or "")
+
+
+def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer starts a sequence with BOS when asked for special tokens (Llama: yes;
+    GPT-2 and SmolLM2: no)."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == bos
+
+
+def with_bos(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[int]:
+    """``ids`` starting with BOS exactly once where the plain frame needs it (see the module docstring)."""
+    if has_chat_template(tokenizer) or not adds_bos(tokenizer):
+        return ids
+    if ids and ids[0] == tokenizer.bos_token_id:
+        return ids
+    return [tokenizer.bos_token_id, *ids]
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, question: str) -> list[int]:
+    """Token ids of :func:`render_prompt`, BOS as the tokenizer intends; used by training and every scorer."""
+    ids = tokenizer(render_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
+    return with_bos(tokenizer, ids)

@@ -21,6 +21,7 @@ for every training seed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from rankscope.data.hub import load_hub_records
 from rankscope.data.lm_eval_tasks import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
 from rankscope.data.rows import convert_rows
 from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
+from rankscope.data.solutions import apply_target_policy
 from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
 from rankscope.data.user_files import infer_answer_type, load_user_file, row_converter
 from rankscope.errors import DatasetError
@@ -292,4 +294,17 @@ def load_dataset(spec: DatasetSpec, seed: int = 0, *, for_training: bool = False
                            f"{where}: n_test")
     if for_training and not train:
         raise DatasetError(where, "no training examples", "use a larger dataset for training")
+    info = with_lengths(info, spec)
+    train = apply_target_policy(train, info.format, spec.target)
+    test = apply_target_policy(test, info.format, spec.target)
     return LoadedDataset(info=info, train=train, test=test)
+
+
+def with_lengths(info: TaskInfo, spec: DatasetSpec) -> TaskInfo:
+    """The set's generation/training lengths: the spec's keys, else the benchmark's own defaults."""
+    bench = BENCHMARKS.get(spec.name)
+    max_new_tokens = spec.max_new_tokens or (bench.max_new_tokens if bench else None)
+    max_length = spec.max_length or (bench.max_length if bench else None)
+    if spec.target == "answer" and spec.max_new_tokens is None:
+        max_new_tokens = None  # bare answers: the short eval default
+    return dataclasses.replace(info, max_new_tokens=max_new_tokens, max_length=max_length)

@@ -8,6 +8,7 @@ converter recognizes all of them by their keys, so the same name loads from any 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 
@@ -23,6 +24,7 @@ from rankscope.data.rows import (
     resolve_gold,
     text_value,
 )
+from rankscope.data.solutions import gsm8k_target, mathqa_target
 from rankscope.data.types import Example
 
 RowConverter = Callable[[Mapping, str], Example]  # (row, default uid) -> Example
@@ -35,7 +37,8 @@ def strip_prompt(text: str) -> str:
 
 
 def gsm8k(row: Mapping, uid: str) -> Example:
-    """GSM8K: the solution ends in ``#### N``; Example.answer is N (the solution is dropped)."""
+    """GSM8K: the solution ends in ``#### N``; Example.answer is N, Example.target the worked
+    solution without calculator annotations, ending in ``#### N`` (:func:`rankscope.data.solutions.gsm8k_target`)."""
     question = text_value(get_field(row, "question"), "question")
     solution = text_value(get_field(row, "answer"), "answer")
     if "####" not in solution:
@@ -43,7 +46,7 @@ def gsm8k(row: Mapping, uid: str) -> Example:
     number = extract_number(solution[solution.rindex("####"):])
     if number is None:
         raise RowError("answer", "no number after '####'")
-    return Example(question=question, answer=number, uid=uid)
+    return Example(question=question, answer=number, uid=uid, target=gsm8k_target(solution, number))
 
 
 def parse_mathqa_options(value: object) -> tuple[str, ...]:
@@ -75,7 +78,12 @@ def parse_mathqa_options(value: object) -> tuple[str, ...]:
 def mathqa(row: Mapping, uid: str) -> Example:
     question = text_value(get_field(row, "Problem"), "Problem")
     choices = parse_mathqa_options(get_field(row, "options"))
-    return mc_example(question, choices, letter_index(get_field(row, "correct"), len(choices), "correct"), uid)
+    example = mc_example(question, choices, letter_index(get_field(row, "correct"), len(choices), "correct"), uid)
+    rationale = row.get("Rationale")
+    if isinstance(rationale, str) and rationale.strip().strip('"').strip():
+        # kept for target: solution; the default policy trains MC sets on the choice
+        example = dataclasses.replace(example, target=mathqa_target(rationale, example.answer))
+    return example
 
 
 def mmlu(row: Mapping, uid: str) -> Example:

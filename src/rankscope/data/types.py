@@ -29,6 +29,9 @@ class Example:
         the verbatim context and the text scored after it for each choice (target delimiter
         included). The multiple-choice scorer then uses them as they are (no chat template, no
         frame) and tokenizes as lm-evaluation-harness does, so its numbers compare with lm-eval's.
+    target: what training teaches when it differs from ``answer``: a worked solution that ends in
+        a line the answer extractor reads (GSM8K's "... #### 72"), so a tuned arm learns
+        the reasoning, not only the final number. None = train on ``answer``.
     """
 
     question: str
@@ -39,6 +42,12 @@ class Example:
     uid: str = ""
     prompt: str | None = None
     continuations: tuple[str, ...] | None = None
+    target: str | None = None
+
+    @property
+    def training_text(self) -> str:
+        """The text the training loss is computed on (see ``target``)."""
+        return self.target if self.target is not None else self.answer
 
     def accepted_answers(self) -> tuple[str, ...]:
         return (self.answer, *self.aliases)
@@ -54,6 +63,16 @@ class TaskInfo:
     answer_type: AnswerType = "text"
     description: str = ""
     source: str = "builtin"  # builtin | hub | file
+    # The set's own generation and training lengths (a worked solution needs far more than a bare
+    # answer); None = the eval.max_new_tokens / train.max_length defaults.
+    max_new_tokens: int | None = None
+    max_length: int | None = None
+
+    def new_tokens(self, default: int) -> int:
+        return self.max_new_tokens if self.max_new_tokens is not None else default
+
+    def train_length(self, default: int) -> int:
+        return self.max_length if self.max_length is not None else default
 
 
 @dataclass(frozen=True)

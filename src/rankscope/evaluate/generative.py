@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rankscope.data.answers import is_correct
-from rankscope.data.prompts import render_prompt
+from rankscope.data.prompts import prompt_ids
 from rankscope.data.types import AnswerType, Example
 from rankscope.evaluate.greedy import Decoded, fast_greedy, plain_greedy
 from rankscope.models.shared_prefix import verified_for_model
@@ -26,14 +26,26 @@ CHECK_NEW_TOKENS = 8
 
 @dataclass(frozen=True)
 class GenerationScores:
+    """Per-item outcomes, in the order of the examples (per-item records are written from these).
+
+    truncated: the generation reached ``max_new_tokens`` without an end token, so the answer may
+    be cut off; a set where many are is scored on format, not skill (the report warns).
+    """
+
     correct: list[bool]
     predictions: list[str]
-    hit_limit: list[bool] = field(default_factory=list)  # per item: stopped at max_new_tokens, may be cut off
+    truncated: list[bool] = field(default_factory=list)
 
 
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
-    """The tokens that end an answer: the tokenizer's end token (the chat template's end of turn)."""
-    return {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids generation stops at: the tokenizer's EOS and the model's generation config's."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, configured):
+        for token in (value if isinstance(value, (list, tuple)) else [value]):
+            if token is not None and token not in ids:
+                ids.append(int(token))
+    return ids
 
 
 @torch.no_grad()
@@ -41,7 +53,7 @@ def greedy_outputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
                    batch_size: int, max_new_tokens: int, fast: bool = True, description: str = "gen") -> list[Decoded]:
     """Greedy continuations of ``prompts`` (token ids), in their order; batches hold prompts of similar length."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    stops = stop_token_ids(tokenizer)
+    stops = set(stop_token_ids(model, tokenizer))
     order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))  # similar lengths pad less
 
     def agrees() -> bool:
@@ -77,10 +89,9 @@ def score_generative(
     description: str = "gen",
     fast: bool = True,
 ) -> GenerationScores:
-    prompts = [tokenizer(render_prompt(tokenizer, e.question), add_special_tokens=False)["input_ids"]
-               for e in examples]
+    prompts = [prompt_ids(tokenizer, e.question) for e in examples]
     decoded = greedy_outputs(model, tokenizer, prompts, batch_size, max_new_tokens, fast, description)
     predictions = [text.strip() for text in
                    tokenizer.batch_decode([d.tokens for d in decoded], skip_special_tokens=True)]
     correct = [is_correct(p, e, answer_type) for p, e in zip(predictions, examples)]
-    return GenerationScores(correct=correct, predictions=predictions, hit_limit=[d.hit_limit for d in decoded])
+    return GenerationScores(correct=correct, predictions=predictions, truncated=[d.hit_limit for d in decoded])

@@ -1,33 +1,10 @@
-"""Summary statistics for per-item scores."""
+"""Which metric a set is judged on; the summary statistics themselves are in rankscope.stats.summary."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from rankscope.stats.summary import MetricValue, mean_with_stderr
 
-
-@dataclass(frozen=True)
-class MetricValue:
-    """A mean over n items with its standard error (sample standard deviation / sqrt(n), ddof=1,
-    as lm-evaluation-harness reports it); stderr is 0 for n < 2."""
-
-    value: float
-    n: int
-    stderr: float
-
-    def to_json(self) -> dict:
-        return {"value": self.value, "n": self.n, "stderr": self.stderr}
-
-
-def mean_with_stderr(values: list[float]) -> MetricValue:
-    n = len(values)
-    if n == 0:
-        return MetricValue(value=float("nan"), n=0, stderr=float("nan"))
-    mean = sum(values) / n
-    if n < 2:
-        return MetricValue(value=mean, n=n, stderr=0.0)
-    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return MetricValue(value=mean, n=n, stderr=math.sqrt(variance / n))
+__all__ = ["MetricValue", "auto_primary_metric", "mean_with_stderr"]
 
 
 def auto_primary_metric(format: str, examples: list) -> str:

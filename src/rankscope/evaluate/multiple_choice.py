@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rankscope.data.prompts import continuation, render_prompt
+from rankscope.data.prompts import continuation, prompt_ids
 from rankscope.data.types import Example
 from rankscope.evaluate.lm_eval_scoring import encode_verbatim
 from rankscope.models.shared_prefix import forward_after_prefix, right_pad, verified_for_model
@@ -51,10 +51,10 @@ def encode_questions(tokenizer: PreTrainedTokenizerBase, examples: list[Example]
         if not example.choices or example.gold is None:
             raise ValueError(f"example {example.uid or i} has no choices/gold; it cannot be scored as multiple choice")
         if example.prompt is not None and example.continuations is not None:  # the task's own prompt (lm-eval)
-            prompt_ids, choice_ids = encode_verbatim(tokenizer, example)
-            encoded.append(EncodedQuestion(prompt=prompt_ids, choices=choice_ids))
+            verbatim_prompt, choice_ids = encode_verbatim(tokenizer, example)
+            encoded.append(EncodedQuestion(prompt=verbatim_prompt, choices=choice_ids))
             continue
-        prompt = tokenizer(render_prompt(tokenizer, example.question), add_special_tokens=False)["input_ids"]
+        prompt = prompt_ids(tokenizer, example.question)
         choices = [tokenizer(continuation(tokenizer, choice), add_special_tokens=False)["input_ids"]
                    for choice in example.choices]
         encoded.append(EncodedQuestion(prompt=prompt, choices=choices))

@@ -17,6 +17,7 @@ from rankscope.evaluate.generative import score_generative
 from rankscope.evaluate.lm_eval_scoring import lm_eval_predictions
 from rankscope.evaluate.metrics import auto_primary_metric, mean_with_stderr
 from rankscope.evaluate.multiple_choice import score_multiple_choice
+from rankscope.evaluate.nll import generic_text_nll
 from rankscope.verdicts.items import ItemRecord
 
 
@@ -50,16 +51,21 @@ def evaluate_dataset_items(model: PreTrainedModel, tokenizer: PreTrainedTokenize
                  for i, (e, c, cn, lp, m) in enumerate(zip(examples, scores.correct, correct_norm,
                                                            scores.choice_logprobs, scores.margins))]
     else:
+        max_new_tokens = info.new_tokens(spec.max_new_tokens)
         scores = score_generative(model, tokenizer, examples, info.answer_type, spec.batch_size,
-                                  spec.max_new_tokens, description=info.name)
-        metrics = {"accuracy": mean_with_stderr([float(c) for c in scores.correct]).to_json()}
-        samples = [{"uid": e.uid, "answer": e.answer, "prediction": p, "correct": c}
-                   for e, p, c in zip(examples[:20], scores.predictions, scores.correct)]
+                                  max_new_tokens, description=info.name)
+        metrics = {"accuracy": mean_with_stderr([float(c) for c in scores.correct]).to_json(),
+                   # share of generations cut off at max_new_tokens (their answer may be missing)
+                   "truncated": mean_with_stderr([float(t) for t in scores.truncated]).to_json()}
+        samples = [{"uid": e.uid, "answer": e.answer, "prediction": p, "correct": c, "truncated": t}
+                   for e, p, c, t in zip(examples[:20], scores.predictions, scores.correct, scores.truncated)]
         items = [ItemRecord(uid=e.uid or str(i), correct=int(c), prediction=p,
-                            extracted=_extracted(p, info.answer_type))
-                 for i, (e, p, c) in enumerate(zip(examples, scores.predictions, scores.correct))]
+                            extracted=_extracted(p, info.answer_type), extra={"truncated": bool(t)})
+                 for i, (e, p, c, t) in enumerate(zip(examples, scores.predictions, scores.correct, scores.truncated))]
     payload = {"kind": info.kind, "format": info.format, "primary_metric": auto_primary_metric(info.format, examples),
                "metrics": metrics, "samples": samples}
+    if info.format != "mc":
+        payload["max_new_tokens"] = max_new_tokens
     return payload, items
 
 
@@ -72,11 +78,17 @@ def evaluate_dataset(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 def evaluate_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                    datasets: dict[str, LoadedDataset], spec: EvalSpec,
                    items: dict[str, list[dict]] | None = None) -> dict:
-    """The eval.json payload; when ``items`` is given it receives every dataset's per-item rows."""
+    """The eval.json payload: per-dataset metrics and, when ``spec.nll.enabled``, the generic-text
+    NLL (rankscope.evaluate.nll; results.csv turns it into ``nll`` and ``nll_delta`` rows). When
+    ``items`` is given it receives every dataset's per-item rows."""
     started = time.perf_counter()
     results = {}
     for name, dataset in datasets.items():
         results[name], records = evaluate_dataset_items(model, tokenizer, dataset, spec)
         if items is not None:
             items[name] = [record.to_json() for record in records]
-    return {"datasets": results, "eval_time_s": round(time.perf_counter() - started, 3)}
+    payload: dict = {"datasets": results}
+    if spec.nll.enabled:
+        payload["nll"] = generic_text_nll(model, tokenizer, spec.nll).to_json()
+    payload["eval_time_s"] = round(time.perf_counter() - started, 3)
+    return payload

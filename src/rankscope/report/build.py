@@ -19,6 +19,7 @@ from rankscope.atomic import atomic_write_bytes
 from rankscope.errors import RankscopeError
 from rankscope.report.analysis_table import analysis_summary_table
 from rankscope.report.document import CompareReport, RunReport
+from rankscope.report.fidelity import nll_table, truncation_table
 from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_forgetting, outcome_figures
 from rankscope.report.figures_analysis import analysis_figures
 from rankscope.report.header import example_predictions, one_seed_warning, run_header, units_table
@@ -38,6 +39,7 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     inside = analysis_summary_table(store)
     if inside is not None:
         tables.append(inside)
+    tables += [t for t in (truncation_table(store), nll_table(store)) if t is not None]
     if full:  # header first; example predictions and the legend of units last
         tables = [run_header(store), *tables, *example_predictions(store), units_table()]
     warning = one_seed_warning(store)

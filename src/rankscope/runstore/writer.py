@@ -17,6 +17,7 @@ from rankscope.errors import RankscopeError
 from rankscope.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from rankscope.runstore.arms import ArmPlan
 from rankscope.verdicts.items import ITEMS_DIR, encode_items, items_path
+from rankscope.stats.summary import nll_delta
 
 RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "seed", "train_set", "dataset", "kind", "domain",
                   "relation", "format", "metric", "value", "n", "stderr", "primary", "status"]
@@ -102,6 +103,7 @@ class RunWriter:
         """Tidy rows in plan order. The base arm is repeated once per training set with domains
         relative to that set, so gain/forgetting are subtractions within one train_set."""
         rows: list[dict] = []
+        base_nll = self._base_nll(arms)
         for arm in arms:
             record = self.read_arm(arm.arm_id)
             if record is None:
@@ -114,8 +116,10 @@ class RunWriter:
                     rows.append({**common, "train_set": train_set, "metric": "failed",
                                  "status": f"failed: {record.get('error')}"})
                 continue
-            evaluation = json.loads((self.arm_dir(arm.arm_id) / "eval.json").read_text())["datasets"]
+            payload = json.loads((self.arm_dir(arm.arm_id) / "eval.json").read_text())
+            evaluation = payload["datasets"]
             for train_set in train_sets:
+                rows += nll_rows(common, train_set, payload.get("nll"), base_nll)
                 for target in targets_by_train_set[train_set]:
                     scores = evaluation.get(target.dataset)
                     if scores is None:
@@ -128,6 +132,14 @@ class RunWriter:
                                      "primary": int(metric == target.primary_metric), "status": "done"})
         return rows
 
+    def _base_nll(self, arms: list[ArmPlan]) -> dict | None:
+        """The base arm's generic-text NLL entry (what every arm's nll_delta subtracts)."""
+        for arm in arms:
+            path = self.arm_dir(arm.arm_id) / "eval.json"
+            if arm.method == "base" and path.is_file():
+                return json.loads(path.read_text()).get("nll")
+        return None
+
     def write_results(self, rows: list[dict]) -> Path:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
@@ -137,6 +149,24 @@ class RunWriter:
         path = self.root / "results.csv"
         atomic_write_text(path, buffer.getvalue())
         return path
+
+
+GENERIC_TEXT = "generic_text"  # the dataset column of nll / nll_delta rows
+
+
+def nll_rows(common: dict, train_set: str, nll: dict | None, base_nll: dict | None) -> list[dict]:
+    """``nll`` (mean per-token NLL of the generic text, n = tokens) and ``nll_delta`` (arm minus base;
+    the base arm's row reads 0) for one arm; none when the arm has no NLL entry."""
+    if not nll:
+        return []
+    place = {**common, "train_set": train_set, "dataset": GENERIC_TEXT, "kind": "generic", "domain": "out",
+             "format": "text", "status": "done"}
+    metric = nll["metric"]
+    rows = [{**place, "metric": "nll", "value": metric["value"], "n": metric["n"], "stderr": metric["stderr"]}]
+    delta = nll_delta(nll, base_nll) if base_nll else None
+    if delta is not None:
+        rows.append({**place, "metric": "nll_delta", **delta.to_json()})
+    return rows
 
 
 def _csv_value(value: object) -> object:

@@ -144,8 +144,9 @@ class SweepContext:
     def encoded_train(self, train_set: str) -> list[EncodedExample]:
         """Tokenized once per sweep; every arm trained on this set reuses it."""
         if train_set not in self._encoded:
+            dataset = self.data.train_sets[train_set]
             self._encoded[train_set] = encode_examples(
-                self.tokenizer, self.data.train_sets[train_set].train, self.config.train.max_length
+                self.tokenizer, dataset.train, dataset.info.train_length(self.config.train.max_length)
             )
         return self._encoded[train_set]
 

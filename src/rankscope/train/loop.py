@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from rankscope.config import TrainSpec
-from rankscope.data.prompts import render_prompt, training_target
+from rankscope.data.prompts import prompt_ids as prompt_token_ids
+from rankscope.data.prompts import training_target
 from rankscope.data.types import Example
 from rankscope.train.loss import (
     DEFAULT_OVERHEAD_TOKENS,
@@ -68,12 +69,15 @@ class TrainResult:
 def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example, max_length: int) -> EncodedExample:
     """Prompt and answer are tokenized separately so the label mask falls exactly on the answer.
 
-    Truncation keeps the answer: the prompt is cut from the left when too long.
+    Truncation keeps the answer: the prompt is cut from the left when too long (after its BOS,
+    which stays first).
     """
-    prompt_ids = tokenizer(render_prompt(tokenizer, example.question), add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(training_target(tokenizer, example.answer), add_special_tokens=False)["input_ids"]
-    answer_ids = answer_ids[:max_length]
-    prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(answer_ids) - max_length):]
+    prompt_ids = prompt_token_ids(tokenizer, example.question)
+    answer_ids = tokenizer(training_target(tokenizer, example.training_text), add_special_tokens=False)["input_ids"]
+    head = prompt_ids[:1] if prompt_ids and prompt_ids[0] == tokenizer.bos_token_id else []
+    answer_ids = answer_ids[:max_length - len(head)]
+    body = prompt_ids[len(head):]
+    prompt_ids = head + body[max(0, len(head) + len(body) + len(answer_ids) - max_length):]
     return EncodedExample(
         input_ids=prompt_ids + answer_ids,
         labels=[IGNORE_INDEX] * len(prompt_ids) + answer_ids,

@@ -44,7 +44,9 @@ def targets_from_results(run_dir: Path) -> dict[str, list[TargetRef]]:
     if not path.is_file():
         return {}
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r.get("train_set") and r.get("dataset")]
+        # generic_text rows (nll, nll_delta) are a continuous measure with no item files: not compared here
+        rows = [r for r in csv.DictReader(handle)
+                if r.get("train_set") and r.get("dataset") and r.get("kind") != "generic"]
     targets: dict[str, dict[str, TargetRef]] = {}
     in_kinds: dict[str, set[str]] = {}
     for r in rows:
