@@ -12,7 +12,7 @@ from rankscope.data.generic_text import SHIPPED_SOURCE, read_generic_text, shipp
 from rankscope.errors import ConfigError
 from rankscope.stats.summary import nll_delta
 from rankscope.evaluate.nll import chunk_nll, generic_text_nll, text_chunks
-from rankscope.sweep.store import nll_rows
+from rankscope.runstore.writer import nll_rows
 
 TEXT = "Paris is the capital of France. Tom has 12 apples and gives away 7. " * 30
 

@@ -7,7 +7,7 @@ import csv
 from fixtures_report import build_run_store
 from rankscope.report.build import write_report
 from rankscope.report.fidelity import TRUNCATED_WARN, nll_table, truncation_table
-from rankscope.report.store import load_run
+from rankscope.runstore.reader import load_run
 
 
 def _append(run_dir, rows):

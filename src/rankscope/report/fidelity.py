@@ -7,7 +7,7 @@ from results.csv and add one table each, whatever the main tables show.
 
 from __future__ import annotations
 
-from rankscope.report.store import ResultRow, RunStore
+from rankscope.runstore.reader import ResultRow, RunStore
 from rankscope.report.tables import Table
 
 #: Above this share of cut-off generations a set's accuracy measures length, not skill.
