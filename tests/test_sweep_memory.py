@@ -82,7 +82,7 @@ def test_cost_table_shows_both_peaks_and_the_recipe(tiny_model_dir, tmp_path):
     outcome = run_sweep(config(tiny_model_dir), tmp_path / "run", announce=lambda *_: None)
     assert not outcome.failed
     table = cost_table(build_views(load_run(tmp_path / "run"))[0])
-    total, own, recipe = (table.columns.index(c) for c in ("peak memory (MB)", "arm's own memory (MB)", "precision"))
+    total, own, recipe = (table.columns.index(c) for c in ("peak memory (MiB)", "arm's own memory (MiB)", "precision"))
     records = training(tmp_path / "run", outcome)
     for row in table.rows:
         record = records["sft" if row[0] == "sft" else "lora"]

@@ -221,7 +221,7 @@ def cost(view: View, many: bool = False) -> FigureResult:
     fig, axes = grid(3, 3, (3.4, 3.0))
     colors = rank_colors(view.groups)
     labels = [text(g.label) for g, *_ in rows]
-    for i, (ax, ylabel) in enumerate(zip(axes, ["trainable parameters", "wall time (s)", "peak memory (MB)"])):
+    for i, (ax, ylabel) in enumerate(zip(axes, ["trainable parameters", "wall time (s)", "peak memory (MiB)"])):
         ax.bar(range(len(rows)), [r[i + 1] for r in rows], color=[colors[r[0]] for r in rows])
         ax.set_xticks(range(len(rows)), labels, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
