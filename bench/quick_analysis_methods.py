@@ -130,7 +130,7 @@ def main() -> int:
         worst = max(worst, diff)
         for method in METHODS:
             seconds[method] += runs[method].wall_s
-        names = ", ".join(f"{layer}.{module} ({ce.get((layer, module))} vs {ct.get((layer, module))})"
+        names = ", ".join(f"{layer}.{module} ({ce.get((layer, module), np.nan):.0f} vs {ct.get((layer, module), np.nan):.0f})"
                           for layer, module in differ) or "-"
         print(f"{arm.arm_id:<36} {sum(ce.values()):>10.0f} {sum(ct.values()):>9.0f} {diff:>14.3e} "
               f"{runs['exact'].cpu_s:>7.2f}/{runs['exact'].wall_s:<8.2f} {runs['topk'].cpu_s:>6.2f}/{runs['topk'].wall_s:<8.2f}  {names}")
