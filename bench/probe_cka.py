@@ -21,7 +21,7 @@ Run: ``python bench/probe_cka.py RUN_DIR [--arms sft r64] [--probe-max-length 12
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import torch
@@ -32,6 +32,9 @@ from rankscope.analysis.representation import collect_hidden_states, linear_cka,
 from rankscope.config import RankscopeConfig, load_config
 from rankscope.models.load import load_base_model
 from rankscope.sweep.context import load_sweep_data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_arms import arm_model, finished_arms  # noqa: E402
 
 
 def _config(args: argparse.Namespace) -> RankscopeConfig:
@@ -44,37 +47,15 @@ def _config(args: argparse.Namespace) -> RankscopeConfig:
 def _arm_dirs(run_dir: Path, wanted: list[str]) -> dict[str, Path]:
     """``label -> arm folder`` for ``sft`` and ``r<rank>`` labels (first finished seed)."""
     found: dict[str, Path] = {}
-    for arm_json in sorted(run_dir.glob("arms/*/arm.json")):
-        arm = json.loads(arm_json.read_text())
-        if arm.get("status") != "done":
-            continue
-        label = "sft" if arm["method"] == "sft" else f"r{arm['rank']}" if arm["method"] == "lora" else None
-        if label in wanted and label not in found:
-            found[label] = arm_json.parent
+    for arm in finished_arms(run_dir):
+        if arm.label in wanted and arm.label not in found:
+            found[arm.label] = arm.folder
     return found
 
 
 def _arm_states(base_model: torch.nn.Module, folder: Path, probes) -> list[torch.Tensor]:
-    ids, mask = probes.input_ids, probes.attention_mask
-    if (folder / "adapter").is_dir():
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(base_model, str(folder / "adapter"))
-        try:
-            return collect_hidden_states(model, ids, mask)
-        finally:
-            model.unload()
-    from safetensors.torch import load_file
-    import copy
-
-    model = copy.deepcopy(base_model)
-    state = load_file(str(folder / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = {"lm_head.weight"}
-    if unexpected or set(missing) - tied:
-        raise SystemExit(f"{folder}: weights do not match the base model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.tie_weights()
-    return collect_hidden_states(model, ids, mask)
+    with arm_model(base_model, folder) as model:
+        return collect_hidden_states(model, probes.input_ids, probes.attention_mask)
 
 
 def main() -> None:
