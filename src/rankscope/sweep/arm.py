@@ -173,7 +173,9 @@ class ArmRunner:
             adapter_config = model.peft_config["default"]
             adapter_config.base_model_name_or_path = peft_base_reference(self.context.config.model)
             adapter_config.revision = self.context.config.model.revision
-            model.save_pretrained(arm_dir / "adapter", safe_serialization=True)
+            # rankscope never resizes the vocabulary, so the base embeddings need not be saved; "auto"
+            # would ask the hub for the base config to find out (a network call in an offline run).
+            model.save_pretrained(arm_dir / "adapter", safe_serialization=True, save_embedding_layers=False)
         finally:
             if holder:
                 self.context.replace_base_model(remove_lora(holder[0]))
