@@ -29,6 +29,7 @@ def load_old(ref: str, folder: Path):
         source = subprocess.run(["git", "show", f"{ref}:src/rankscope/report/{name}.py"], check=True,
                                 capture_output=True, text=True).stdout
         source = source.replace("from rankscope.report.tables import", "from old_tables import")
+        source = source.replace("from rankscope.report.store import", "from rankscope.runstore.reader import")
         path = folder / f"old_{name}.py"
         path.write_text(source, encoding="utf-8")
         spec = importlib.util.spec_from_file_location(f"old_{name}", path)
