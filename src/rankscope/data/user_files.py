@@ -16,6 +16,7 @@ scored as numbers (``answer_type: number``), otherwise as SQuAD-normalized text.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -67,6 +68,12 @@ def _best_column(columns: list[str], usual: tuple[str, ...]) -> str | None:
     return None
 
 
+def _flow_scalar(column: str) -> str:
+    """A column name as YAML reads it back inside ``{...}``: plain when it is a simple name, else a
+    double-quoted string (JSON's escaping is valid YAML), so the suggestion stays one pasteable line."""
+    return column if re.fullmatch(r"[A-Za-z_][\w.-]*", column) else json.dumps(column)
+
+
 def suggest_fields(columns: list[str], fmt: Format) -> str:
     """A ``fields:`` line guessed from a row's columns, ready to paste into the config."""
     wanted = ("question", "choices", "answer") if fmt == "mc" else ("question", "answer")
@@ -77,11 +84,11 @@ def suggest_fields(columns: list[str], fmt: Format) -> str:
             continue
         match = _best_column(free, _USUAL[name])
         if match is not None:
-            picked[name] = match
+            picked[name] = _flow_scalar(match)
             free.remove(match)
     if fmt == "mc" and "choices" not in picked and len(free) >= 3:  # one column per choice (A, B, C, D)
         letters = [c for c in free if len(c) == 1 and c.isalpha()] or free[:4]
-        picked["choices"] = "[" + ", ".join(letters) + "]"
+        picked["choices"] = "[" + ", ".join(_flow_scalar(c) for c in letters) + "]"
     for name in wanted:
         picked.setdefault(name, "COLUMN")
     return "fields: {" + ", ".join(f"{k}: {picked[k]}" for k in wanted) + "}"
