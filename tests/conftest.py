@@ -37,6 +37,19 @@ def build_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def tiny_decoder(kind: str, vocab_size: int):
+    """A seeded 2-block Llama (``kind="llama"``) or Qwen2 decoder in eval mode: the two families the
+    shared-prefix and decoding identities are checked on."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    if kind == "llama":
+        return LlamaForCausalLM(LlamaConfig(**common)).eval()
+    return Qwen2ForCausalLM(Qwen2Config(**common)).eval()
+
+
 def build_tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -11,8 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from conftest import tiny_decoder
 
 from rankscope.data.types import Example
 from rankscope.data.prompts import render_prompt
@@ -25,12 +24,7 @@ PAD = 0
 
 
 def build(kind: str):
-    torch.manual_seed(0)
-    common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
-    if kind == "llama":
-        return LlamaForCausalLM(LlamaConfig(**common)).eval()
-    return Qwen2ForCausalLM(Qwen2Config(**common)).eval()
+    return tiny_decoder(kind, VOCAB)
 
 
 def chat_like_prompts(seed: int, n: int = 7, system: int = 9) -> list[list[int]]:
