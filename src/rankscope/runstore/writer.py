@@ -16,6 +16,7 @@ from pathlib import Path
 from rankscope.errors import RankscopeError
 from rankscope.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from rankscope.runstore.arms import ArmPlan
+from rankscope.verdicts.comparisons import csv_cell
 from rankscope.verdicts.items import ITEMS_DIR, encode_items, items_path
 from rankscope.stats.summary import nll_delta
 
@@ -145,7 +146,7 @@ class RunWriter:
         writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({column: _csv_value(row.get(column)) for column in RESULT_COLUMNS})
+            writer.writerow({column: csv_cell(row.get(column)) for column in RESULT_COLUMNS})
         path = self.root / "results.csv"
         atomic_write_text(path, buffer.getvalue())
         return path
@@ -167,11 +168,3 @@ def nll_rows(common: dict, train_set: str, nll: dict | None, base_nll: dict | No
     if delta is not None:
         rows.append({**place, "metric": "nll_delta", **delta.to_json()})
     return rows
-
-
-def _csv_value(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value

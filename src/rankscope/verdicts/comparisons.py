@@ -231,11 +231,12 @@ def comparisons_csv(rows: list[Comparison]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.to_row().items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.to_row().items()})
     return buffer.getvalue()
 
 
-def _cell(value: object) -> object:
+def csv_cell(value: object) -> object:
+    """One CSV cell as results.csv and comparisons.csv write it: empty for None, floats to 6 significant digits."""
     if value is None:
         return ""
     if isinstance(value, float):
