@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Mapping
 
 from rankscope.data.answers import extract_number
-from rankscope.data.rows import (
-    RowError,
+from rankscope.data.rows import RowError
+from rankscope.data.values import (
     aliases_value,
     choices_value,
     get_field,

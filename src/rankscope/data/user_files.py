@@ -23,13 +23,10 @@ from pathlib import Path
 
 from rankscope.config import FieldMap
 from rankscope.data.readers import read_records
-from rankscope.data.rows import (
-    OnBadRow,
-    Record,
-    RowError,
+from rankscope.data.rows import OnBadRow, Record, RowError, convert_rows
+from rankscope.data.values import (
     aliases_value,
     choices_value,
-    convert_rows,
     get_field,
     get_optional,
     mc_example,
