@@ -27,16 +27,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from rankscope.config import DatasetSpec, FieldMap, did_you_mean
+from rankscope.config import DatasetSpec, did_you_mean
 from rankscope.data import benchmarks, builtin_reasoning, builtin_recall
 from rankscope.data.benchmarks import BENCHMARKS, Benchmark
 from rankscope.data.hub import load_hub_records
 from rankscope.data.lm_eval_tasks import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
-from rankscope.data.rows import convert_rows
 from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
 from rankscope.data.solutions import apply_target_policy
 from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
-from rankscope.data.user_files import infer_answer_type, load_user_file, row_converter
+from rankscope.data.user_files import infer_answer_type, load_mapped, load_user_file
 from rankscope.errors import DatasetError
 
 #: Seed the builtin generators run with: a builtin name always means the same questions.
@@ -251,8 +250,7 @@ def _load_hub(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
         repo, config = bench.hub_id, bench.hub_config
     split = spec.split or "test"
     records = load_hub_records(repo, config, split)
-    convert = row_converter(spec.fields or FieldMap(), fmt, spec.name)
-    test = convert_rows(records, convert, spec.on_bad_row, f"hub:{repo}[{split}]")
+    test = load_mapped(records, spec.fields, fmt, spec.name, spec.on_bad_row, f"hub:{repo}[{split}]")
     answer_type = bench.answer_type if bench else infer_answer_type(test, fmt)
     return TaskInfo(spec.name, kind, fmt, answer_type, f"hub dataset {repo}", "hub"), ([], test)
 
