@@ -9,7 +9,9 @@ Local folders: the file for a split is found by name (``test``; ``validation``/`
 ``train``) as a word of the file name (``test.jsonl``, ``ARC-Easy-Test.jsonl``,
 ``dev_rand_split.jsonl``, ``NQ-open.dev.jsonl``); a folder holding a single data file uses it
 as the evaluation split (whatever its name). MMLU keeps its own layout (``dev/ val/ test/`` of
-``<subject>_<split>.csv``). Row converters for each schema live in :mod:`rankscope.data.schemas`.
+``<subject>_<split>.csv``). Each benchmark's rows are read through its declared schema
+(:mod:`rankscope.data.schemas`) by the one converter all sources share
+(:func:`rankscope.data.fieldmap.to_example`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rankscope.data import schemas
+from rankscope.data.fieldmap import Schema, record_converter
 from rankscope.data.hub import load_hub_records
 from rankscope.data.readers import EXTENSIONS, read_csv, read_records
-from rankscope.data.rows import OnBadRow, Record, RowError, Unreadable, convert_rows
-from rankscope.data.schemas import RowConverter
+from rankscope.data.rows import OnBadRow, Record, Unreadable, convert_rows
 from rankscope.data.types import AnswerType, Example, Format, Kind
 from rankscope.errors import DatasetError
 
@@ -45,8 +47,8 @@ class Benchmark:
     hub_config: str | None
     test_split: str
     train_split: str | None
-    convert_file: RowConverter
-    convert_hub: RowConverter
+    file_schema: Schema  # the upstream files' rows
+    hub_schema: Schema  # the hub's rows
     subject_field: str | None = None
     # Generation and training lengths the set needs (None: the eval/train defaults). GSM8K's
     # worked-solution targets with SmolLM2's tokenizer: median 85 tokens, p99 222, 0.4% over 256;
@@ -81,7 +83,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               "JSON Lines question, opa..opd, cop. Upstream files: cop 1-4; hub: cop 0-3 (ClassLabel a-d). "
               "The test split is unlabelled, so the default split is validation (upstream dev.json). "
               "subjects: filters on subject_name.",
-              "openlifescienceai/medmcqa", None, "validation", "train", schemas.medmcqa(True), schemas.medmcqa(False),
+              "openlifescienceai/medmcqa", None, "validation", "train", schemas.medmcqa_file, schemas.medmcqa_hub,
               "subject_name"),
     Benchmark("arc_easy", "reasoning", "mc", "text",
               "AI2 Reasoning Challenge, easy set: grade-school science (Clark et al. 2018).",
@@ -198,15 +200,9 @@ def _filter_subjects(records: list[Record], bench: Benchmark, subjects: list[str
     return [r for r in records if isinstance(r.data, Mapping) and str(r.data.get(field, "")).lower() in wanted]
 
 
-def _convert(records: list[Record], convert: RowConverter, name: str, split: str, on_bad_row: OnBadRow,
+def _convert(records: list[Record], schema: Schema, name: str, split: str, on_bad_row: OnBadRow,
              source: str) -> list[Example]:
-    def one(record: Record) -> Example:
-        if not isinstance(record.data, Mapping):
-            raise RowError("row", f"expected an object, got {type(record.data).__name__}")
-        raw_id = record.data.get("id") or record.data.get("question_id")
-        return convert(record.data, str(raw_id) if raw_id else f"{name}-{split}-{record.index}")
-
-    return convert_rows(records, one, on_bad_row, source)
+    return convert_rows(records, record_converter(schema, f"{name}-{split}"), on_bad_row, source)
 
 
 def check_subjects(bench: Benchmark, subjects: list[str] | None) -> None:
@@ -226,15 +222,15 @@ def load_local(bench: Benchmark, path: Path, split: str | None, subjects: list[s
                            "check path: (relative paths are resolved against the config file's folder)")
     if bench.name == "mmlu":
         records = _mmlu_records(path, split, subjects)
-        return [], _convert(records, bench.convert_file, bench.name, split, on_bad_row, str(path))
+        return [], _convert(records, bench.file_schema, bench.name, split, on_bad_row, str(path))
     test_file = path if path.is_file() else find_split_file(path, split)
-    test = _convert(_filter_subjects(read_records(test_file), bench, subjects), bench.convert_file,
+    test = _convert(_filter_subjects(read_records(test_file), bench, subjects), bench.file_schema,
                     bench.name, split, on_bad_row, str(test_file))
     train: list[Example] = []
     if for_training and path.is_dir() and bench.train_split:
         train_file = find_split_file(path, bench.train_split, required=False)
         if train_file is not None and train_file != test_file:
-            train = _convert(_filter_subjects(read_records(train_file), bench, subjects), bench.convert_file,
+            train = _convert(_filter_subjects(read_records(train_file), bench, subjects), bench.file_schema,
                              bench.name, bench.train_split, on_bad_row, str(train_file))
     return train, test
 
@@ -262,7 +258,7 @@ def load_hub(bench: Benchmark, hub_id: str | None, split: str | None, subjects: 
             records = [Record(r.where, r.data, i) for i, r in enumerate(records)]
         else:
             records = _filter_subjects(load_hub_records(repo, config, which), bench, subjects)
-        return _convert(records, bench.convert_hub, bench.name, which, on_bad_row, f"hub:{repo}[{which}]")
+        return _convert(records, bench.hub_schema, bench.name, which, on_bad_row, f"hub:{repo}[{which}]")
 
     test = fetch(split)
     train = fetch(bench.train_split) if for_training and bench.train_split and bench.train_split != split else []

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rankscope.data.rows import RowError
-from rankscope.data.types import Example
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -139,7 +138,3 @@ def letter_index(value: Any, n_choices: int, field: str) -> int:
     if index >= n_choices:
         raise RowError(field, f"letter {text!r} out of range for {n_choices} choices")
     return index
-
-
-def mc_example(question: str, choices: Sequence[str], gold: int, uid: str) -> Example:
-    return Example(question=question, answer=choices[gold], choices=tuple(choices), gold=gold, uid=uid)
