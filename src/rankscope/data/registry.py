@@ -35,7 +35,7 @@ from rankscope.config import DatasetSpec, did_you_mean
 from rankscope.data import upstream
 from rankscope.data.benchmarks import BENCHMARKS, Benchmark
 from rankscope.data.builtin_sets import BUILTINS, GENERATION_SEED, Split
-from rankscope.data.hub import load_hub_records
+from rankscope.data.hub import load_hub_records, split_hub_id
 from rankscope.data.lm_eval_tasks import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
 from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
 from rankscope.data.solutions import apply_target_policy
@@ -201,7 +201,7 @@ def _load_hub(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
         raise DatasetError(f"dataset {spec.name!r}: subjects", "subjects: applies to mmlu and medmcqa only",
                            "remove subjects:")
     if spec.path:
-        repo, config = upstream.split_hub_id(spec.path)
+        repo, config = split_hub_id(spec.path)
     else:  # resolve_source guarantees a benchmark here
         assert bench is not None
         repo, config = bench.hub_id, bench.hub_config

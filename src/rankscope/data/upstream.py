@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rankscope.data.benchmarks import Benchmark
 from rankscope.data.fieldmap import Schema, record_converter
-from rankscope.data.hub import load_hub_records
+from rankscope.data.hub import load_hub_records, split_hub_id
 from rankscope.data.readers import EXTENSIONS, read_csv, read_records
 from rankscope.data.rows import OnBadRow, Record, Unreadable, convert_rows
 from rankscope.data.types import Example
@@ -150,12 +150,6 @@ def load_local(bench: Benchmark, path: Path, split: str | None, subjects: list[s
 
 # ---------------------------------------------------------------------------------------------
 # Hub
-
-
-def split_hub_id(text: str) -> tuple[str, str | None]:
-    """``"org/name:config"`` -> ``("org/name", "config")``."""
-    hub_id, _, config = text.partition(":")
-    return hub_id, config or None
 
 
 def load_hub(bench: Benchmark, hub_id: str | None, split: str | None, subjects: list[str] | None,
