@@ -44,19 +44,19 @@ def test_inconsistent_field_maps_fail_at_declaration(fields, problem):
 
 def test_schema_shapes_must_end_in_one_catch_all_and_share_a_format():
     with pytest.raises(ValueError, match="last shape"):
-        Schema((RowMap(when=When("x")),))
+        Schema(RowMap(when=When("x")))
     with pytest.raises(ValueError, match="only the last"):
-        Schema((RowMap(), RowMap()))
+        Schema(RowMap(), RowMap())
     with pytest.raises(ValueError, match="same format"):
-        Schema((RowMap(when=When("x"), choices="c"), RowMap()))
+        Schema(RowMap(when=When("x"), choices="c"), RowMap())
     with pytest.raises(ValueError, match="generative schema for a mc set"):
         dataclasses.replace(BENCHMARKS["mmlu"], file_schema=schemas.gsm8k)
 
 
 def test_shapes_are_told_apart_by_their_key():
     hub = {"question": "Sky?", "choices": {"label": ["A", "B"], "text": ["red", "blue"]}, "answerKey": "B"}
-    original = {"question": {"stem": "Sky?", "choices": [{"label": "A", "text": "red"}, {"label": "B", "text": "blue"}]},
-                "answerKey": "B"}
+    labeled = [{"label": "A", "text": "red"}, {"label": "B", "text": "blue"}]
+    original = {"question": {"stem": "Sky?", "choices": labeled}, "answerKey": "B"}
     reformatted = {"query": "Question: Sky?\nAnswer:", "choices": ["red", "blue"], "gold": 1}
     examples = [schemas.labeled_choices(row, "u") for row in (hub, original, reformatted)]
     assert examples[0] == examples[1] == examples[2]
@@ -152,7 +152,7 @@ def test_medmcqa_hub_export_reads_like_a_user_file_with_its_field_map(rows):
     hub_rows = [{"id": i, "question": q, **dict(zip(("opa", "opb", "opc", "opd"), opts)), "cop": cop}
                 for i, q, opts, cop in rows]
     user = FieldMap(question="question", choices="opa,opb,opc,opd", answer="cop", id="id")
-    read_by_user_map = [to_example(r, Schema((RowMap.from_field_map(user, "mc"),)), "u") for r in hub_rows]
+    read_by_user_map = [to_example(r, Schema(RowMap.from_field_map(user, "mc")), "u") for r in hub_rows]
     assert read_by_user_map == [to_example(r, schemas.medmcqa_hub, "u") for r in hub_rows]
 
 
@@ -184,7 +184,7 @@ def test_a_new_benchmark_is_a_declaration(tmp_path):
     path = tmp_path / "planets.jsonl"
     path.write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")
     user = FieldMap(question="q", choices="opts", answer="key", id="uid")
-    schema = Schema((RowMap.from_field_map(user, "mc"),))
+    schema = Schema(RowMap.from_field_map(user, "mc"))
     bench = Benchmark(name="planets", kind="recall", format="mc", answer_type="text", description="", notes="",
                       hub_id="me/planets", hub_config=None, test_split="test", train_split=None,
                       file_schema=schema, hub_schema=schema)

@@ -117,14 +117,16 @@ def _choice_columns(key: str | list[str]) -> str | tuple[str, ...]:
     return key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Schema:
-    """The shapes a source's rows come in: the first :class:`RowMap` whose ``when`` matches reads a
-    row; the last has no ``when`` and reads every other row. Calling a schema converts one row."""
+    """The shapes a source's rows come in, ``Schema(shape, ...)``: the first :class:`RowMap` whose
+    ``when`` matches reads a row; the last has no ``when`` and reads every other row. Calling a
+    schema converts one row."""
 
     shapes: tuple[RowMap, ...]
 
-    def __post_init__(self) -> None:
+    def __init__(self, *shapes: RowMap) -> None:
+        object.__setattr__(self, "shapes", shapes)
         if not self.shapes or self.shapes[-1].when is not None:
             raise ValueError("Schema: the last shape must have no `when` (it reads every other row)")
         if any(shape.when is None for shape in self.shapes[:-1]):

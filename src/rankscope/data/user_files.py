@@ -118,7 +118,7 @@ def infer_answer_type(examples: Iterable[Example], fmt: Format) -> AnswerType:
 def load_mapped(records: Iterable[Record], fields: FieldMap | None, fmt: Format, name: str,
                 on_bad_row: OnBadRow, source: str) -> list[Example]:
     """Examples from rows mapped by a user's ``fields:`` (a user file's rows, or a hub dataset's)."""
-    schema = Schema((RowMap.from_field_map(fields or FieldMap(), fmt),))
+    schema = Schema(RowMap.from_field_map(fields or FieldMap(), fmt))
     return convert_rows(records, explain_missing(record_converter(schema, name), fmt), on_bad_row, source)
 
 
