@@ -32,8 +32,10 @@ def test_every_benchmark_declares_schemas_of_its_format():
 
 
 @pytest.mark.parametrize(("fields", "problem"), [
-    ({"choices": "c", "aliases": "a"}, "aliases apply to generative"),
-    ({"solution": "s"}, "solution applies to multiple-choice"),
+    ({"choices": "c", "aliases": "a"}, "apply to generative"),
+    ({"choices": "c", "answer_form": "gsm8k_solution"}, "apply to generative"),
+    ({"solution": "s"}, "apply to multiple-choice"),
+    ({"gold": "letter"}, "apply to multiple-choice"),
     ({"choices": ("a", "b"), "choices_form": "labeled"}, "reads one column"),
     ({"choices": "c", "gold": "label"}, "needs choices_form 'labeled'"),
 ])

@@ -83,10 +83,11 @@ class RowMap:
     def __post_init__(self) -> None:
         """A declaration error is a bug in the declaration, so it fails at import, not on a row."""
         problems = []
-        if self.format == "mc" and self.aliases is not None:
-            problems.append("aliases apply to generative sets (choices is set)")
-        if self.format == "generative" and self.solution is not None:
-            problems.append("solution applies to multiple-choice sets (choices is not set)")
+        if self.format == "mc" and (self.aliases is not None or self.answer_form != "text_or_list"):
+            problems.append("aliases and answer_form apply to generative sets (choices is set)")
+        if self.format == "generative" and (self.solution is not None or self.gold != "any"
+                                            or self.choices_form != "list"):
+            problems.append("solution, gold and choices_form apply to multiple-choice sets (choices is not set)")
         if isinstance(self.choices, tuple) and self.choices_form != "list":
             problems.append(f"choices_form {self.choices_form!r} reads one column, not {len(self.choices)}")
         if self.gold == "label" and self.choices_form != "labeled":
