@@ -143,6 +143,14 @@ def test_grid_sweep_selects_on_validation_and_evaluates_only_the_selected(tiny_m
     assert not any(records.get(a, {}).get("stage") == "candidate" for a in arms_compared)
     rec = json.loads((run_dir / "recommendation.json").read_text())
     assert any("sft" in w and "single rate" in w for w in rec["warnings"])
+    # the report: rate and alpha beside every arm, the rate table, the U-curves, the warning
+    from rankscope.report.build import write_report
+
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    assert "Learning rate per arm (chosen on the validation split)" in html
+    assert "<th scope=\"col\">learning rate</th><th scope=\"col\">alpha</th>" in html
+    assert (run_dir / "figures" / "learning_rate_curves.png").is_file()
+    assert "rates not tuned" in html and "sft trained at a single rate" in html
     # a rerun finds everything finished and trains nothing
     again = run_sweep(config, run_dir, announce=lambda *_: None)
     assert again.ran == []
@@ -206,3 +214,19 @@ def test_selection_follows_validation_when_the_test_split_ranks_rates_the_other_
     in_domain = {(r["rank"], float(r["lr"])) for r in rows
                  if r["method"] == "lora" and r["metric"] == "accuracy" and r["dataset"] == "arith_chain"}
     assert in_domain == {("1", 3e-4), ("4", 3e-4)}
+
+
+def test_an_sft_grid_promotes_the_selected_full_fine_tune_from_its_saved_weights(tiny_model_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    config = grid_config(tiny_model_dir, lora=(1e-3, 3e-3), sft=[1e-5, 1e-4])
+    outcome = run_sweep(config, run_dir, announce=lambda *_: None)
+    assert not outcome.failed
+    records = [json.loads(p.read_text()) for p in (run_dir / "arms").glob("sft*/arm.json")]
+    assert sorted(r["stage"] for r in records) == ["candidate", "selected"]
+    selected = next(r for r in records if r["stage"] == "selected")
+    train = json.loads((run_dir / "arms" / selected["arm_id"] / "train.json").read_text())
+    assert train["steps"] == 2  # the candidate's training record is kept, not a second training
+    rows = read_rows(run_dir / "results.csv")
+    assert {r["metric"] for r in rows if r["arm_id"] == selected["arm_id"]} >= {"accuracy", "val_accuracy"}
+    summary = json.loads((run_dir / "recommendation.json").read_text())
+    assert not any("single rate" in w for w in summary["warnings"])
