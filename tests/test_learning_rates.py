@@ -230,3 +230,35 @@ def test_an_sft_grid_promotes_the_selected_full_fine_tune_from_its_saved_weights
     assert {r["metric"] for r in rows if r["arm_id"] == selected["arm_id"]} >= {"accuracy", "val_accuracy"}
     summary = json.loads((run_dir / "recommendation.json").read_text())
     assert not any("single rate" in w for w in summary["warnings"])
+
+
+def test_widening_the_grid_reuses_candidates_and_demotes_a_beaten_selection(tiny_model_dir, tmp_path, monkeypatch):
+    from rankscope.sweep.arm import ArmRunner
+
+    score = {1e-3: 0.5, 3e-3: 0.6, 1e-2: 0.9}
+    original = ArmRunner._validate
+
+    def rigged(self, arm, model):
+        scores = original(self, arm, model)
+        scores["metrics"]["val_accuracy"]["value"] = score[arm.lr]
+        return scores
+
+    monkeypatch.setattr(ArmRunner, "_validate", rigged)
+    run_dir = tmp_path / "run"
+    config = grid_config(tiny_model_dir, lora=(1e-3, 3e-3)).model_dump(mode="json")
+    config["arms"]["lora"]["ranks"] = [2]
+    config["arms"]["sft"] = False
+    run_sweep(config_from_dict(config), run_dir, announce=lambda *_: None)
+    first = {json.loads(p.read_text())["lr"]: json.loads(p.read_text())["stage"] for p in (run_dir / "arms").glob("lora*/arm.json")}
+    assert first == {1e-3: "candidate", 3e-3: "selected"}
+    config["train"]["lr"]["lora"] = [1e-3, 3e-3, 1e-2]
+    outcome = run_sweep(config_from_dict(config), run_dir, announce=lambda *_: None)
+    assert sum(1 for arm in outcome.ran if "-lr0.01-" in arm) == 2  # trained once as a candidate, then promoted
+    assert not any("-lr0.001-" in arm or "-lr0.003-" in arm for arm in outcome.ran)
+    second = {json.loads(p.read_text())["lr"]: json.loads(p.read_text())["stage"] for p in (run_dir / "arms").glob("lora*/arm.json")}
+    assert second == {1e-3: "candidate", 3e-3: "candidate", 1e-2: "selected"}
+    rows = read_rows(run_dir / "results.csv")
+    tested = {float(r["lr"]) for r in rows if r["method"] == "lora" and r["metric"] == "accuracy"}
+    assert tested == {1e-2}
+    rec = json.loads((run_dir / "recommendation.json").read_text())
+    assert any("highest of its grid" in w for w in rec["warnings"])

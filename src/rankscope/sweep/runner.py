@@ -25,7 +25,7 @@ from rankscope.sweep.context import SweepContext, evaluation_targets, load_sweep
 from rankscope.runstore.arms import ArmPlan
 from rankscope.sweep.plan import evaluation_fingerprint, plan_arms
 from rankscope.runstore.writer import RunWriter
-from rankscope.verdicts.learning_rates import Candidate, select_rates
+from rankscope.verdicts.learning_rates import candidate_from_files, read_arm_files, select_rates
 from rankscope.verdicts.run_dir import write_verdicts
 
 log = logging.getLogger(__name__)
@@ -150,15 +150,9 @@ def promotions(config: RankscopeConfig, store: RunWriter, arms: list[ArmPlan], f
         return []
     scores = []
     for arm in candidates:
-        record = store.read_arm(arm.arm_id) or {}
-        validation = {}
-        if record.get("status") == "done":
-            eval_path = store.arm_dir(arm.arm_id) / "eval.json"
-            validation = (json.loads(eval_path.read_text()).get("validation") or {}) if eval_path.is_file() else {}
-        metrics = validation.get("metrics", {})
-        scores.append(Candidate(arm.arm_id, arm.method, arm.rank, arm.alpha, arm.train_set, arm.seed, arm.lr,
-                                (metrics.get("val_accuracy") or {}).get("value"),
-                                (metrics.get("val_loss") or {}).get("value"), failed=not metrics))
+        record, evaluation = read_arm_files(store.arm_dir(arm.arm_id))
+        record = {**arm.to_json(), "status": (record or {}).get("status")}  # the plan's settings, the store's status
+        scores.append(candidate_from_files(record, evaluation))
     choices = select_rates(scores, config.train.select_by)
     chosen = {(c.train_set, c.method, c.rank, c.alpha): c.selected for c in choices}
     selected = []

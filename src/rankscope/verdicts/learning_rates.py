@@ -230,32 +230,41 @@ def selection_criterion(run_dir: Path) -> SelectBy:
     return "val_loss" if value == "val_loss" else "val_accuracy"
 
 
+def candidate_from_files(arm: dict, evaluation: dict | None) -> Candidate:
+    """One candidate from its arm.json and eval.json (None when missing); no validation scores
+    (a failed or unfinished arm) counts as failed."""
+    metrics = ((evaluation or {}).get("validation") or {}).get("metrics", {}) if arm.get("status") == "done" else {}
+    return Candidate(arm_id=str(arm.get("arm_id")), method=str(arm.get("method")), rank=arm.get("rank"),
+                     alpha=arm.get("alpha"), train_set=arm.get("train_set"), seed=arm.get("seed"),
+                     lr=float(arm["lr"]), val_accuracy=(metrics.get("val_accuracy") or {}).get("value"),
+                     val_loss=(metrics.get("val_loss") or {}).get("value"), failed=not metrics)
+
+
+def read_arm_files(arm_dir: Path) -> tuple[dict | None, dict | None]:
+    """(arm.json, eval.json) of one arm folder; None for a missing or unreadable file."""
+    found = []
+    for name in ("arm.json", "eval.json"):
+        try:
+            found.append(json.loads((Path(arm_dir) / name).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            found.append(None)
+    return found[0], found[1]
+
+
 def read_candidates(run_dir: Path) -> tuple[list[Candidate], set[str]]:
     """The grid candidates of a run directory (arm.json ``stage`` candidate or selected, with the
     validation scores in eval.json), and the methods of its trained arms."""
     candidates: list[Candidate] = []
     methods: set[str] = set()
     for path in sorted((Path(run_dir) / "arms").glob("*/arm.json")):
-        try:
-            arm = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        arm, evaluation = read_arm_files(path.parent)
+        if arm is None:
             continue
+        arm.setdefault("arm_id", path.parent.name)
         if arm.get("method") in ("lora", "sft"):
             methods.add(arm["method"])
-        if arm.get("stage") not in (CANDIDATE, SELECTED) or arm.get("lr") is None:
-            continue
-        validation = {}
-        try:
-            validation = json.loads((path.parent / "eval.json").read_text(encoding="utf-8")).get("validation") or {}
-        except (OSError, ValueError):
-            pass
-        metrics = validation.get("metrics", {})
-        failed = arm.get("status") != "done" and not metrics
-        candidates.append(Candidate(
-            arm_id=str(arm.get("arm_id") or path.parent.name), method=str(arm.get("method")), rank=arm.get("rank"),
-            alpha=arm.get("alpha"), train_set=arm.get("train_set"), seed=arm.get("seed"), lr=float(arm["lr"]),
-            val_accuracy=(metrics.get("val_accuracy") or {}).get("value"),
-            val_loss=(metrics.get("val_loss") or {}).get("value"), failed=failed))
+        if arm.get("stage") in (CANDIDATE, SELECTED) and arm.get("lr") is not None:
+            candidates.append(candidate_from_files(arm, evaluation))
     return candidates, methods
 
 
