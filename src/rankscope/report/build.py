@@ -24,6 +24,7 @@ from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_for
 from rankscope.report.figures_analysis import analysis_figures
 from rankscope.report.header import example_predictions, one_seed_warning, run_header, units_table
 from rankscope.report.html import render_compare, render_run
+from rankscope.report.learning_rates import rate_curves, rate_table
 from rankscope.report.recommend import recommend
 from rankscope.runstore.reader import RunStore, load_run
 from rankscope.report.summary import compare_markdown, run_markdown
@@ -39,14 +40,14 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     inside = analysis_summary_table(store)
     if inside is not None:
         tables.append(inside)
-    tables += [t for t in (truncation_table(store), nll_table(store)) if t is not None]
+    tables += [t for t in (rate_table(store), truncation_table(store), nll_table(store)) if t is not None]
     if full:  # header first; example predictions and the legend of units last
         tables = [run_header(store), *tables, *example_predictions(store), units_table()]
     warning = one_seed_warning(store)
     if warning and warning not in store.notes:
         store.notes.insert(0, warning)
     if full:
-        figures = outcome_figures(views) + analysis_figures(store)
+        figures = outcome_figures(views) + rate_curves(store) + analysis_figures(store)
     else:
         many = len(views) > 1
         figures = [f(v, many) for v in views for f in (accuracy_vs_rank, gain_vs_forgetting)]

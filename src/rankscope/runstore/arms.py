@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 Method = Literal["base", "sft", "lora"]
+Stage = Literal["final", "candidate", "selected"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class ArmPlan:
     train_set: str | None = None
     lr: float | None = None
     targets: str | None = None
+    #: final: trained and evaluated on every set; candidate: one rate of a grid, trained and scored
+    #: on the validation split only; selected: the candidate whose rate won, evaluated from its
+    #: saved weights (rankscope.verdicts.learning_rates)
+    stage: Stage = "final"
 
     def to_json(self) -> dict:
         return asdict(self)

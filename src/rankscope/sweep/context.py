@@ -150,6 +150,16 @@ class SweepContext:
             )
         return self._encoded[train_set]
 
+    def encoded_validation(self, train_set: str) -> list[EncodedExample]:
+        """The validation rows tokenized like the training rows (for ``val_loss``), once per sweep."""
+        key = f"{train_set}\x00validation"
+        if key not in self._encoded:
+            dataset = self.data.train_sets[train_set]
+            self._encoded[key] = encode_examples(
+                self.tokenizer, dataset.validation, dataset.info.train_length(self.config.train.max_length)
+            )
+        return self._encoded[key]
+
     def replace_base_model(self, model) -> None:
         """After a LoRA arm, peft's ``unload()`` hands the (unchanged) base model back."""
         assert self._base is not None
