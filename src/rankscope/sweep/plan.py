@@ -13,6 +13,7 @@ import json
 
 from rankscope.config import DatasetSpec, RankscopeConfig
 from rankscope.runstore.arms import ArmPlan, Method
+from rankscope.sweep.imported import imported_arms
 
 __all__ = ["ArmPlan", "Method", "base_arm", "evaluation_fingerprint", "plan_arms"]
 
@@ -43,7 +44,8 @@ def base_arm(config: RankscopeConfig) -> ArmPlan:
 
 
 def plan_arms(config: RankscopeConfig) -> list[ArmPlan]:
-    """The base arm first, then per training set and seed: sft, then LoRA by ascending rank."""
+    """The base arm first, then per training set and seed: sft, then LoRA by ascending rank; then
+    the imported arms (full checkpoints, then adapters by rank)."""
     arms = [base_arm(config)]
     for train_set in config.data.train:
         identity = _train_identity(config, train_set)
@@ -67,7 +69,7 @@ def plan_arms(config: RankscopeConfig) -> list[ArmPlan]:
                 arms.append(ArmPlan(arm_id=f"lora-r{rank}-a{alpha_text}-s{seed}-{train_set.name}-{digest}",
                                     method="lora", rank=rank, alpha=alpha, scaling=lora.scaling_for(rank),
                                     seed=seed, train_set=train_set.name, lr=lr, targets=targets))
-    return arms
+    return arms + imported_arms(config)  # arms trained elsewhere (rankscope.sweep.imported), last
 
 
 def evaluation_fingerprint(config: RankscopeConfig) -> str:
