@@ -188,3 +188,28 @@ def test_mixed_run_scores_analyses_compares_and_reports(external, tiny_model_dir
 
     again = run_sweep(config, run_dir, announce=lambda *_: None)  # resume: nothing is redone
     assert again.ran == [] and len(again.skipped) == 5
+
+
+def test_compare_verb_writes_a_run_and_a_report(external, tiny_model_dir, tmp_path, capsys):
+    from rankscope.cli import main
+
+    sets = tmp_path / "sets.yaml"
+    sets.write_text(json.dumps([{"name": "arith_chain", "n_test": 6}, *EVAL_SETS]))
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", str(tiny_model_dir), "--datasets", str(sets), "--out", str(out),
+            "--set", "eval.batch_size=8", "--set", "eval.max_new_tokens=4", "--set", "analysis.probe_size=3",
+            "--set", "analysis.probe_max_length=32", str(external["r2"]), str(external["full"])]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "report:" in printed and "3 arm(s) run" in printed  # base + two imported arms
+    for name in ("results.csv", "comparisons.csv", "recommendation.json", "report.html", "analysis/spectral.csv"):
+        assert (out / name).is_file(), name
+    rows = read_rows(out / "results.csv")
+    assert {r["arm_id"].split("-imported-")[-1].rsplit("-", 2)[0] for r in rows if r["source"] == "imported"} \
+        == {"trl-r2", "full-ft"}
+    # the first datasets entry is the in-domain reference; the others relate to it by kind
+    assert {(r["dataset"], r["relation"]) for r in rows if r["dataset"] != "generic_text"} == \
+        {("arith_chain", "in"), ("arith_mc", "near"), ("capitals", "far")}
+    assert main(args) == 0 and "3 reused" in capsys.readouterr().out  # resumes
+    assert main([*args[:-2], "--in-domain", "nope", str(external["r2"])]) == 2
+    assert "not in the datasets file" in capsys.readouterr().err
