@@ -207,17 +207,46 @@ class LoraSpec(Spec):
         return alpha / math.sqrt(rank) if self.alpha == "rslora" else alpha / rank
 
 
+class ImportedArmSpec(Spec):
+    """One arm trained outside rankscope (TRL, axolotl, LLaMA-Factory, unsloth, a published checkpoint):
+    evaluated, analysed, compared and recommended among like the arms rankscope trains.
+
+    path: a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors; rank, alpha,
+        rsLoRA and target modules are read from it) or a full checkpoint folder (``*.safetensors`` of
+        the same architecture as model.id); relative to the config file. Safetensors only.
+    name: your name for the arm (letters, digits, '-', '_', '.'); part of its arm id and its label.
+    train_set: the data.train set it was trained for, so its test split counts as in-domain (gain,
+        forgetting and the recommendation are per training set); empty = the first data.train set.
+    """
+
+    path: str
+    name: str
+    train_set: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_arm_name(cls, value: str) -> str:
+        if not value or not all(ch.isalnum() or ch in "-_." for ch in value) or value.startswith("."):
+            raise ValueError(f"imported arm name {value!r} must be letters, digits, '-', '_' or '.', "
+                             "not starting with '.'")
+        return value
+
+
 class ArmsSpec(Spec):
     """Which arms the sweep runs. The base arm is always evaluated (forgetting is measured against it).
 
     sft: add a full fine-tuning arm (every weight trains) per training set and seed.
     lora: the LoRA arms (null: none).
     seeds: training seeds; each arm runs once per seed (data order, LoRA init, dropout).
+    imported: arms trained elsewhere (adapter or full checkpoint folders), evaluated beside the
+        trained ones without training (docs/imported.md).
     """
 
     sft: bool = True
     lora: LoraSpec | None = Field(default_factory=LoraSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # Adapters and checkpoints trained outside rankscope: scored, analysed and compared, never trained.
+    imported: list[ImportedArmSpec] = Field(default_factory=list)
 
     @field_validator("seeds")
     @classmethod
@@ -470,6 +499,7 @@ def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:
     listed twice would be scored twice. Naming a training set under data.eval is allowed (it
     only says "evaluate it", which happens anyway)."""
     train_specs = {spec.name: spec for spec in config.data.train}
+    check_imported_names(config, source)
     for section in ("train", "eval"):
         seen: set[str] = set()
         for index, spec in enumerate(getattr(config.data, section)):
@@ -485,3 +515,18 @@ def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:
                 raise ConfigError(f"{source}: data.eval[{index}].name",
                                   f"dataset name {spec.name!r} is already a training set, with other data",
                                   "give the evaluation set its own name")
+
+
+def check_imported_names(config: RankscopeConfig, source: str = "config") -> None:
+    """Two imported arms with one name would share a label; a train_set that is not a training set
+    has no in-domain split to judge the arm on."""
+    seen: set[str] = set()
+    train_names = [spec.name for spec in config.data.train]
+    for index, spec in enumerate(config.arms.imported):
+        if spec.name in seen:
+            raise ConfigError(f"{source}: arms.imported[{index}].name", f"imported arm name {spec.name!r} is used twice",
+                              "give each imported arm its own name")
+        seen.add(spec.name)
+        if spec.train_set is not None and spec.train_set not in train_names:
+            raise ConfigError(f"{source}: arms.imported[{index}].train_set",
+                              f"{spec.train_set!r} is not a data.train set", f"use one of {train_names}")

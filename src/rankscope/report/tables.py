@@ -86,10 +86,12 @@ class ArmKey:
     train_set: str | None
     label: str
     lr: float | None = None  # the learning rate every seed of the group trained at (the selected one on a grid)
+    imported: str | None = None  # an imported arm's name: a group of its own
 
     @property
     def order(self) -> tuple:
-        return (METHOD_ORDER.get(self.method, 3), self.rank or 0, self.alpha or 0.0, self.method, self.train_set or "")
+        return (METHOD_ORDER.get(self.method, 3), self.rank or 0, self.alpha or 0.0, self.method, self.train_set or "",
+                self.imported or "")
 
 
 def arm_keys(store: RunStore) -> dict[str, ArmKey]:
@@ -106,11 +108,13 @@ def arm_keys(store: RunStore) -> dict[str, ArmKey]:
         label = f"lora r{a.rank}" if a.method == "lora" else a.method
         if a.method == "lora" and len(alphas.get(a.rank, ())) > 1:
             label += f" a{a.alpha:g}" if a.alpha is not None else " a?"
+        if a.imported:  # trained elsewhere: the label says so, with the user's name for it
+            label = f"{label if a.method == 'lora' else 'full'} · imported {a.imported}"
         if a.method != "base" and len(train_sets) > 1:
             label += f" [{a.train_set}]"
         train_set = None if a.method == "base" else a.train_set
         keys[a.arm_id] = ArmKey(a.method, a.rank, a.alpha if a.method == "lora" else None, train_set, label,
-                                None if a.method == "base" else a.lr)
+                                None if a.method == "base" else a.lr, a.imported)
     return keys
 
 
@@ -159,7 +163,7 @@ class View:
         if not arms:
             return None
         a = arms[0]
-        return ArmRef(a.arm_id, a.method, a.rank, a.alpha, a.lr, a.seed, a.train_set).group
+        return ArmRef(a.arm_id, a.method, a.rank, a.alpha, a.lr, a.seed, a.train_set, a.imported).group
 
     def paired(self, group: ArmKey, dataset: str, comparison: str = "vs_base") -> Comparison | None:
         name = self.group_name(group)

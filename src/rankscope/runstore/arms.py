@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Method = Literal["base", "sft", "lora"]
+Method = Literal["base", "sft", "lora"]  # an imported full checkpoint is "sft", an imported adapter "lora"
 Stage = Literal["final", "candidate", "selected"]
 
 
@@ -29,6 +29,14 @@ class ArmPlan:
     #: on the validation split only; selected: the candidate whose rate won, evaluated from its
     #: saved weights (rankscope.verdicts.learning_rates)
     stage: Stage = "final"
+    # Arms trained outside rankscope (arms.imported): source "imported", their name and folder.
+    source: str = "rankscope"  # rankscope | imported
+    name: str | None = None  # the imported arm's name (arms.imported[].name)
+    path: str | None = None  # the imported adapter or checkpoint folder
+
+    @property
+    def imported(self) -> bool:
+        return self.source == "imported"
 
     def to_json(self) -> dict:
         return asdict(self)

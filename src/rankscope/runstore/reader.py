@@ -51,6 +51,7 @@ class ResultRow:
     relation: str = ""  # in | near | far ("" in runs written before the column existed)
     primary: bool | None = None  # this metric drives gain/forgetting on the set (None: not recorded)
     lr: float | None = None  # the arm's learning rate (None in runs written before the column existed)
+    source: str = "rankscope"  # rankscope | imported (arms trained elsewhere; "" column in older runs)
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,16 @@ class ArmInfo:
     lr: float | None = None
     status: str = "done"
     error: str | None = None
-    train: TrainInfo | None = None
+    train: TrainInfo | None = None  # None for base and imported arms (nothing trained here)
+    source: str = "rankscope"  # rankscope | imported (arms.imported: trained elsewhere)
+    name: str | None = None  # an imported arm's name
+    path: str | None = None  # an imported arm's adapter or checkpoint folder
     stage: str = FINAL  # final | candidate | selected (rankscope.verdicts.learning_rates)
+
+    @property
+    def imported(self) -> str | None:
+        """The imported arm's name, None for arms rankscope trained."""
+        return (self.name or self.arm_id) if self.source == "imported" else None
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,7 @@ def read_results(path: Path, notes: list[str]) -> list[ResultRow]:
                     status=(raw.get("status") or "").strip(), relation=(raw.get("relation") or "").strip(),
                     primary=None if not (raw.get("primary") or "").strip() else raw["primary"].strip() in ("1", "true", "True"),
                     lr=_num(raw.get("lr")),
+                    source=(raw.get("source") or "").strip() or "rankscope",
                 ))
             except (ValueError, TypeError, AttributeError) as exc:
                 notes.append(f"{path}:{line}: malformed row skipped ({exc})")
@@ -240,6 +250,7 @@ def _read_arms(arms_dir: Path, notes: list[str]) -> dict[str, ArmInfo]:
             lr=_num(data.get("lr")), status=str(data.get("status") or "unknown"),
             error=None if data.get("error") is None else str(data.get("error")), train=train,
             stage=str(data.get("stage") or FINAL),
+            source=str(data.get("source") or "rankscope"), name=_opt(data.get("name")), path=_opt(data.get("path")),
         )
         if arms[arm_id].status not in ("done", "failed"):
             notes.append(f"arm {arm_id}: status {arms[arm_id].status!r} (not finished)")

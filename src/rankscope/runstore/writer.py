@@ -21,7 +21,7 @@ from rankscope.verdicts.items import ITEMS_DIR, encode_items, items_path
 from rankscope.stats.summary import nll_delta
 
 RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "lr", "seed", "train_set", "dataset", "kind", "domain",
-                  "relation", "format", "metric", "value", "n", "stderr", "primary", "status"]
+                  "relation", "format", "metric", "value", "n", "stderr", "primary", "status", "source"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class RunWriter:
                 continue
             train_sets = list(targets_by_train_set) if arm.method == "base" else [arm.train_set]
             common = {"arm_id": arm.arm_id, "method": arm.method, "rank": arm.rank, "alpha": arm.alpha,
-                      "lr": arm.lr, "seed": arm.seed}
+                      "lr": arm.lr, "seed": arm.seed, "source": arm.source}
             if record.get("status") != "done":
                 for train_set in train_sets:
                     rows.append({**common, "train_set": train_set, "metric": "failed",

@@ -65,6 +65,7 @@ class ArmRunner:
         self._probes: Probes | None = None
         self._reference: BaseReference | None = None
         self._shape = None
+        self._imported = None  # rankscope.sweep.imported.ImportedArmRunner, once an imported arm runs
 
     @property
     def precision(self) -> PrecisionRecipe:
@@ -122,9 +123,23 @@ class ArmRunner:
             self._reference_timed = True
         return analysis
 
+    @property
+    def imported(self):
+        """Scores arms trained elsewhere on this runner's base (rankscope.sweep.imported)."""
+        if self._imported is None:
+            from rankscope.sweep.imported import ImportedArmRunner
+
+            self._imported = ImportedArmRunner(self)
+        return self._imported
+
     def run(self, arm: ArmPlan, arm_dir: Path, weights_dir: Path | None = None) -> ArmOutput:
         """``weights_dir``: where a ``selected`` arm's candidate saved its weights (default
         ``arm_dir``); a selected arm is evaluated from them instead of trained again."""
+        if arm.imported:
+            done = self.imported.run(arm)
+            return ArmOutput(evaluation=done.evaluation, analysis=done.analysis, items=done.items)
+        if self._imported is not None:
+            self._imported.close()  # the base without imported adapters before a trained arm wraps it
         if arm.method == "base":
             return self._run_base(arm)
         if arm.method == "lora":

@@ -69,10 +69,23 @@ def evaluation_targets(config: RankscopeConfig, infos: dict[str, TaskInfo],
     return targets
 
 
+def trains_arms(config: RankscopeConfig) -> bool:
+    """Whether any arm trains here; with only imported arms a training set is just the in-domain
+    reference, loaded like an evaluation set (no training rows needed, the same test rows as
+    ``rankscope eval``)."""
+    return config.arms.sft or config.arms.lora is not None
+
+
 def load_sweep_data(config: RankscopeConfig) -> SweepData:
     train_sets: dict[str, LoadedDataset] = {}
     for spec in config.data.train:
-        dataset = load_dataset(spec, seed=config.data.seed, for_training=True)
+        dataset = load_dataset(spec, seed=config.data.seed, for_training=trains_arms(config))
+        if not trains_arms(config):
+            if not dataset.test:
+                raise DatasetError(f"data.train: {spec.name}", "has no test rows for the in-domain evaluation",
+                                   "check its path, split or n_test")
+            train_sets[spec.name] = dataset
+            continue
         if not dataset.train:
             raise DatasetError(f"data.train: {spec.name}", "has no training rows",
                                "use a dataset with a train split, or list it under data.eval")

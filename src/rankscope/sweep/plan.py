@@ -14,6 +14,7 @@ import json
 from rankscope.config import DatasetSpec, RankscopeConfig
 from rankscope.errors import ConfigError
 from rankscope.runstore.arms import ArmPlan, Method
+from rankscope.sweep.imported import imported_arms
 
 __all__ = ["ArmPlan", "Method", "base_arm", "evaluation_fingerprint", "plan_arms"]
 
@@ -64,6 +65,7 @@ def plan_arms(config: RankscopeConfig) -> list[ArmPlan]:
     With a learning-rate grid (``train.lr.<method>`` a list) an arm is planned once per rate as a
     ``candidate`` (its id names the rate); the sweep later promotes the selected rate's
     candidates (rankscope.verdicts.learning_rates). One rate plans one ``final`` arm, as before.
+    The imported arms (full checkpoints, then adapters by rank) come last.
     """
     _check_grid(config)
     arms = [base_arm(config)]
@@ -93,7 +95,7 @@ def plan_arms(config: RankscopeConfig) -> list[ArmPlan]:
                         arm_id=f"lora-r{rank}-a{alpha_text}{_lr_tag(lr, stage)}-s{seed}-{train_set.name}-{digest}",
                         method="lora", rank=rank, alpha=alpha, scaling=lora.scaling_for(rank), seed=seed,
                         train_set=train_set.name, lr=lr, targets=targets, stage=stage))
-    return arms
+    return arms + imported_arms(config)  # arms trained elsewhere (rankscope.sweep.imported), last
 
 
 def _lr_tag(lr: float, stage: str) -> str:

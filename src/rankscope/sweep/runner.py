@@ -85,6 +85,11 @@ def run_sweep(config: RankscopeConfig, run_dir: Path, announce=print) -> SweepOu
     fingerprint = evaluation_fingerprint(config)
     pending = [arm for arm in arms if not store.is_done(arm.arm_id, fingerprint)]
     skipped = [arm.arm_id for arm in arms if arm not in pending]
+    if any(arm.imported for arm in pending):  # adapters/checkpoints that do not fit the base: before any arm
+        from rankscope.models.resolve import meta_model
+        from rankscope.sweep.imported import check_imported
+
+        check_imported(config, meta_model(config.model))
     if skipped:
         announce(f"resuming: {len(skipped)} finished arm(s) kept, {len(pending)} to run")
     context = SweepContext(config)

@@ -34,7 +34,8 @@ def finished_arms(run_dir: Path) -> list[ArmRef]:
             continue
         arms.append(ArmRef(arm_id=str(data.get("arm_id") or path.parent.name), method=str(data.get("method")),
                            rank=data.get("rank"), alpha=data.get("alpha"), lr=data.get("lr"),
-                           seed=data.get("seed"), train_set=data.get("train_set")))
+                           seed=data.get("seed"), train_set=data.get("train_set"),
+                           imported=data.get("name") if data.get("source") == "imported" else None))
     return arms
 
 
