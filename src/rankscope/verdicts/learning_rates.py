@@ -253,7 +253,7 @@ def read_arm_files(arm_dir: Path) -> tuple[dict | None, dict | None]:
 
 def read_candidates(run_dir: Path) -> tuple[list[Candidate], set[str]]:
     """The grid candidates of a run directory (arm.json ``stage`` candidate or selected, with the
-    validation scores in eval.json), and the methods of its trained arms."""
+    validation scores in eval.json), and the methods of the arms rankscope trained."""
     candidates: list[Candidate] = []
     methods: set[str] = set()
     for path in sorted((Path(run_dir) / "arms").glob("*/arm.json")):
@@ -261,8 +261,8 @@ def read_candidates(run_dir: Path) -> tuple[list[Candidate], set[str]]:
         if arm is None:
             continue
         arm.setdefault("arm_id", path.parent.name)
-        if arm.get("method") in ("lora", "sft"):
-            methods.add(arm["method"])
+        if arm.get("method") in ("lora", "sft") and arm.get("source", "rankscope") != "imported":
+            methods.add(arm["method"])  # an imported arm's rate was chosen elsewhere: no warning about it
         if arm.get("stage") in (CANDIDATE, SELECTED) and arm.get("lr") is not None:
             candidates.append(candidate_from_files(arm, evaluation))
     return candidates, methods
