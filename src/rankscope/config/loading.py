@@ -21,7 +21,11 @@ def _format_location(location: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
-            parts.append(("." if parts else "") + str(item))
+            text = str(item)
+            # a key that is not a plain word (a newline, a dot, a space) is shown quoted, so the
+            # place stays on one line and reads unambiguously
+            shown = text if text and all(ch.isalnum() or ch in "_-" for ch in text) else repr(text)
+            parts.append(("." if parts else "") + shown)
     return "".join(parts) or "<root>"
 
 
