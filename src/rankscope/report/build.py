@@ -22,6 +22,7 @@ from rankscope.report.document import CompareReport, RunReport
 from rankscope.report.fidelity import nll_table, truncation_table
 from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_forgetting, outcome_figures
 from rankscope.report.figures_analysis import analysis_figures
+from rankscope.report.intruder_table import intruder_grid_table
 from rankscope.report.header import example_predictions, one_seed_warning, run_header, units_table
 from rankscope.report.html import render_compare, render_run
 from rankscope.report.recommend import recommend
@@ -39,6 +40,9 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     inside = analysis_summary_table(store)
     if inside is not None:
         tables.append(inside)
+    grid = intruder_grid_table(store)
+    if grid is not None:
+        tables.append(grid)
     tables += [t for t in (truncation_table(store), nll_table(store)) if t is not None]
     if full:  # header first; example predictions and the legend of units last
         tables = [run_header(store), *tables, *example_predictions(store), units_table()]
