@@ -180,6 +180,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """A rank interval per training set and signal before the sweep (rankscope.predict)."""
+    config_path = Path(args.config)
+    config = _load(config_path, args.overrides)
+    from rankscope.predict.run import predict
+
+    out = Path(args.out) if args.out else Path("runs") / config_path.stem  # `run`'s default run directory
+    prediction = predict(config, out, probe_steps=args.probe_steps, announce=lambda line: print(line, flush=True))
+    print(f"prediction: {out / 'prediction.json'}  ({prediction.total_s:.1f} s in all, model load included)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from rankscope.report import write_report
 
@@ -357,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="one JSON array of per-arm objects")
     plan.add_argument("overrides", nargs="*", metavar="key=value")
     plan.set_defaults(func=cmd_plan)
+
+    predict = verb("predict", help="predict a rank interval per training set from cheap signals, before the sweep")
+    predict.add_argument("config")
+    predict.add_argument("--out", help="run directory for prediction.json (default: run's, runs/<config stem>)")
+    predict.add_argument("--probe-steps", type=int, default=10, help="full fine-tuning probe steps (1-10)")
+    predict.add_argument("overrides", nargs="*", metavar="key=value")
+    predict.set_defaults(func=cmd_predict)
 
     report = verb("report", help="write report.html for one run, or compare several")
     report.add_argument("run_dirs", nargs="+")
