@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from rankscope.analysis.pipeline import torch_threads
 from rankscope.analysis.spectral import block_linear_modules
 from rankscope.config import RankscopeConfig
 from rankscope.data.registry import load_dataset
@@ -55,8 +56,11 @@ def _first(value):
     return value[0] if isinstance(value, (list, tuple)) else value
 
 
-def _svdvals(matrices: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {name: torch.linalg.svdvals(m.to(torch.float32)) for name, m in matrices.items()}
+def _svdvals(matrices: dict[str, Tensor], threads: int | None) -> dict[str, Tensor]:
+    """Singular values per module, on ``analysis.spectral_threads`` threads (1 by default: multi-threaded
+    LAPACK on small matrices under a shared CPU is many times slower; rankscope.analysis.pipeline)."""
+    with torch_threads(threads):
+        return {name: torch.linalg.svdvals(m.to(torch.float32)) for name, m in matrices.items()}
 
 
 def targeted_modules(model: nn.Module, config: RankscopeConfig) -> dict[str, nn.Linear]:
@@ -77,7 +81,7 @@ def predict_set(model: nn.Module, modules: dict[str, nn.Linear], encoded, config
     shapes = {name: (m.out_features, m.in_features) for name, m in modules.items()}
     started = time.perf_counter()
     moments = gradient_at_init(model, modules, encoded, spec.batch_size, groups, seed, pad_token_id, precision)
-    grad_spectra = _svdvals(moments.mean)
+    grad_spectra = _svdvals(moments.mean, config.analysis.spectral_threads)
     grad_s = time.perf_counter() - started
     del moments.mean
 
@@ -86,7 +90,7 @@ def predict_set(model: nn.Module, modules: dict[str, nn.Linear], encoded, config
     result = sft_probe(model, encoded, spec, probe_steps, float(_first(spec.lr.sft)), seed, pad_token_id, precision)
     probe_train_s = time.perf_counter() - started
     update_spectra = _svdvals({name: m.weight.detach().to(device="cpu", dtype=torch.float32) - W0.pop(name)
-                               for name, m in modules.items()})
+                               for name, m in modules.items()}, config.analysis.spectral_threads)
     probe_s = time.perf_counter() - started
 
     losses = [loss for _, loss in result.loss_curve]
