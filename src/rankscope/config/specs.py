@@ -341,6 +341,9 @@ class AnalysisSpec(Spec):
     intruder_grid_k: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
     # The epsilons of the intruder grid and of its null rate (random unit directions flagged).
     intruder_grid_eps: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.5, 0.7, 0.9], min_length=1)
+    # Why opt-in: a causal test of intruders costs 6 extra evaluations per trained arm (intruder singular
+    # values scaled by 0.75/0.5/0 vs a uniform shrink of the same norm; analysis/intruder_control.py).
+    intruder_control: bool = False
     spectral_threads: int | None = Field(default=1, gt=0)
     # weight pass at scale (rankscope.analysis.weight_spectra, docs/analysis-scale.md)
     method: Literal["topk", "exact"] = "topk"  # topk: randomized top-k SVD with a residual check; exact: full SVDs (reference)

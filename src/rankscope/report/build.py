@@ -23,6 +23,7 @@ from rankscope.report.fidelity import nll_table, truncation_table
 from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_forgetting, outcome_figures
 from rankscope.report.figures_analysis import analysis_figures
 from rankscope.report.capacity_table import capacity_table
+from rankscope.report.control_table import control_table
 from rankscope.report.intruder_table import intruder_grid_table
 from rankscope.report.prediction_table import hit_rate_table, prediction_checks, prediction_table
 from rankscope.report.header import example_predictions, one_seed_warning, run_header, units_table
@@ -46,9 +47,7 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     if grid is not None:
         tables.append(grid)
     tables += [t for t in (truncation_table(store), nll_table(store)) if t is not None]
-    capacity = capacity_table(store)
-    if capacity is not None:
-        tables.append(capacity)
+    tables += [t for t in (capacity_table(store), control_table(store)) if t is not None]
     checks = prediction_checks(store)
     tables += [t for t in (prediction_table(checks), hit_rate_table(checks)) if t is not None]
     if full:  # header first; example predictions and the legend of units last

@@ -121,6 +121,19 @@ class ArmRunner:
             self._reference_timed = True
         return analysis
 
+    def _control(self, arm: ArmPlan, model: torch.nn.Module, evaluation: dict,
+                 analysis: ArmAnalysis | None) -> ArmAnalysis | None:
+        """``analysis.intruder_control``: scale the intruders vs a uniform shrink, re-evaluate (opt-in)."""
+        spec = self.context.config.analysis
+        if analysis is None or not spec.intruder_control or self._reference is None:
+            return analysis
+        from rankscope.sweep.intruder_control import intruder_control
+
+        analysis.control = intruder_control(arm.arm_id, model, self._reference.weights, evaluation,
+                                            lambda m: self._evaluate(arm, m, {}), spec.intruder_k,
+                                            spec.intruder_threshold)
+        return analysis
+
     def run(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
         if arm.method == "base":
             return self._run_base(arm)
@@ -168,7 +181,7 @@ class ArmRunner:
         try:
             model, training = self._train(arm, make_model)
             evaluation = self._evaluate(arm, model, items)
-            analysis = self._analyze(arm, model)
+            analysis = self._control(arm, model, evaluation, self._analyze(arm, model))
             # a base model reference peft can resolve (the default model's hub id, not its GGUF folder)
             adapter_config = model.peft_config["default"]
             adapter_config.base_model_name_or_path = peft_base_reference(self.context.config.model)
@@ -238,7 +251,7 @@ class ArmRunner:
         try:
             model, training = self._train(arm, lambda: self._sft_model(arm))
             evaluation = self._evaluate(arm, model, items)
-            analysis = self._analyze(arm, model)
+            analysis = self._control(arm, model, evaluation, self._analyze(arm, model))
             if self.context.config.sweep.save_weights:
                 # Tied weights (embeddings = output head) are stored once.
                 state = {}
