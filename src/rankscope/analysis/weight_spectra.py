@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 #: Grid of the intruder test (Shuttleworth et al. 2024 use k = 10, epsilon = 0.5 alone).
 DEFAULT_GRID_K = (1, 5, 10)
-DEFAULT_GRID_EPS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+DEFAULT_GRID_EPS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.9)
 
 
 def grid_name(k: int, eps: float) -> str:

@@ -337,10 +337,10 @@ class AnalysisSpec(Spec):
     intruder_k: int = Field(default=10, gt=0)
     intruder_threshold: float = Field(default=0.5, gt=0, lt=1)
     # Why a grid: one (k, epsilon) cell says little; at epsilon = 0.5 even random directions count
-    # (analysis/intruder_null.py). Counts for each k (<= intruder_k) x epsilon, plus the null per epsilon.
+    # (analysis/intruder_null.py); on 576-wide modules the null is ~1 from 0.15 up, so the grid reaches below.
     intruder_grid_k: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
     # The epsilons of the intruder grid and of its null rate (random unit directions flagged).
-    intruder_grid_eps: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.5, 0.7, 0.9], min_length=1)
+    intruder_grid_eps: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.9], min_length=1)
     # Why opt-in: a causal test of intruders costs 6 extra evaluations per trained arm (intruder singular
     # values scaled by 0.75/0.5/0 vs a uniform shrink of the same norm; analysis/intruder_control.py).
     intruder_control: bool = False
