@@ -31,7 +31,7 @@ from rankscope.analysis.pipeline import torch_threads
 from rankscope.analysis.spectral import block_linear_modules
 from rankscope.config import RankscopeConfig
 from rankscope.data.registry import load_dataset
-from rankscope.errors import DatasetError
+from rankscope.errors import ConfigError, DatasetError
 from rankscope.models.arms import resolve_targets
 from rankscope.models.load import load_base_model
 from rankscope.predict.probe import MAX_PROBE_STEPS, gradient_at_init, sft_probe
@@ -69,7 +69,7 @@ def targeted_modules(model: nn.Module, config: RankscopeConfig) -> dict[str, nn.
     chosen = {m.name for m in resolve_targets(model, targets)}
     modules = {name: module for name, module in block_linear_modules(model) if name in chosen}
     if not modules:
-        raise DatasetError("arms.lora.targets", "no targeted block projection to predict from",
+        raise ConfigError("arms.lora.targets", "no targeted block projection to predict from",
                            "target linear modules inside the decoder blocks")
     return modules
 
@@ -122,7 +122,7 @@ def predict(config: RankscopeConfig, run_dir: Path, *, probe_steps: int = MAX_PR
             announce: Callable[[str], None] = print) -> Prediction:
     """Predict every training set of ``config``; print one line per set and signal; write prediction.json."""
     if not 1 <= probe_steps <= MAX_PROBE_STEPS:
-        raise DatasetError("predict --probe-steps", f"{probe_steps} steps",
+        raise ConfigError("predict --probe-steps", f"{probe_steps} steps",
                            f"give 1 to {MAX_PROBE_STEPS}: the probe must stay cheap")
     started = time.perf_counter()
     loaded = load_base_model(config.model)
