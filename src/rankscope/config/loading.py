@@ -209,6 +209,11 @@ def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
     if nll.path is not None and not Path(nll.path).is_absolute():
         update["eval"] = config.eval.model_copy(
             update={"nll": nll.model_copy(update={"path": str((base_dir / nll.path).resolve())})})
+    if config.arms.imported:  # imported adapter / checkpoint folders, relative to the config file too
+        update["arms"] = config.arms.model_copy(update={"imported": [
+            spec if Path(spec.path).is_absolute() else
+            spec.model_copy(update={"path": str((base_dir / spec.path).expanduser().resolve())})
+            for spec in config.arms.imported]})
     return config.model_copy(update=update)
 
 

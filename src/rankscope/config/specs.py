@@ -111,6 +111,11 @@ class DatasetSpec(Spec):
     subjects: list[str] | None = None
     n_train: int | None = Field(default=None, gt=0)
     n_test: int | None = Field(default=None, gt=0)
+    # Training sets only: validation rows that pick the learning rate from a grid, disjoint by uid
+    # and question from the training rows and the test split. The benchmark's own validation split
+    # when it has one (and tests on another), else carved from the training pool before n_train is
+    # sampled; 0 = none (a learning-rate grid then cannot be used).
+    n_val: int = Field(default=50, ge=0)
     domain: Literal["in", "out"] | None = None
     on_bad_row: Literal["skip", "fail"] = "fail"
     # Which score decides gain/forgetting here: summed log-likelihood favours short choices.
@@ -202,17 +207,46 @@ class LoraSpec(Spec):
         return alpha / math.sqrt(rank) if self.alpha == "rslora" else alpha / rank
 
 
+class ImportedArmSpec(Spec):
+    """One arm trained outside rankscope (TRL, axolotl, LLaMA-Factory, unsloth, a published checkpoint):
+    evaluated, analysed, compared and recommended among like the arms rankscope trains.
+
+    path: a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors; rank, alpha,
+        rsLoRA and target modules are read from it) or a full checkpoint folder (``*.safetensors`` of
+        the same architecture as model.id); relative to the config file. Safetensors only.
+    name: your name for the arm (letters, digits, '-', '_', '.'); part of its arm id and its label.
+    train_set: the data.train set it was trained for, so its test split counts as in-domain (gain,
+        forgetting and the recommendation are per training set); empty = the first data.train set.
+    """
+
+    path: str
+    name: str
+    train_set: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_arm_name(cls, value: str) -> str:
+        if not value or not all(ch.isalnum() or ch in "-_." for ch in value) or value.startswith("."):
+            raise ValueError(f"imported arm name {value!r} must be letters, digits, '-', '_' or '.', "
+                             "not starting with '.'")
+        return value
+
+
 class ArmsSpec(Spec):
     """Which arms the sweep runs. The base arm is always evaluated (forgetting is measured against it).
 
     sft: add a full fine-tuning arm (every weight trains) per training set and seed.
     lora: the LoRA arms (null: none).
     seeds: training seeds; each arm runs once per seed (data order, LoRA init, dropout).
+    imported: arms trained elsewhere (adapter or full checkpoint folders), evaluated beside the
+        trained ones without training (docs/imported.md).
     """
 
     sft: bool = True
     lora: LoraSpec | None = Field(default_factory=LoraSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # Adapters and checkpoints trained outside rankscope: scored, analysed and compared, never trained.
+    imported: list[ImportedArmSpec] = Field(default_factory=list)
 
     @field_validator("seeds")
     @classmethod
@@ -222,15 +256,47 @@ class ArmsSpec(Spec):
         return seeds
 
 
+LearningRate = float | list[float]
+
+
 class LearningRates(Spec):
     """Learning rate per method: the only training setting allowed to differ between arms.
 
-    lora: peak learning rate of every LoRA arm (LoRA's best rate is ~10x full fine-tuning's).
-    sft: peak learning rate of the full fine-tuning arm.
+    A single number trains every arm of the method at that rate. A list is a grid: every arm
+    (method, rank, alpha) is trained once per rate, each candidate is scored on the training
+    set's validation split only, and the rate with the best validation score (mean over seeds)
+    is the one evaluated on the test and out-of-domain sets (Biderman et al. 2024 and Schulman
+    et al. 2025 tune the rate per arm; a rank compared at one shared rate may be a step size
+    compared, not a rank).
+
+    lora: peak learning rate of every LoRA arm, or a grid (LoRA's best rate is ~10x full fine-tuning's).
+    sft: peak learning rate of the full fine-tuning arm, or a grid.
     """
 
-    lora: float = Field(default=1e-3, gt=0)
-    sft: float = Field(default=5e-5, gt=0)
+    lora: LearningRate = 1e-3
+    sft: LearningRate = 5e-5
+
+    @field_validator("lora", "sft")
+    @classmethod
+    def _positive_distinct(cls, value: LearningRate) -> LearningRate:
+        rates = value if isinstance(value, list) else [value]
+        if not rates:
+            raise ValueError("an empty learning-rate grid; give one rate or a list such as [3.0e-4, 1.0e-3, 3.0e-3]")
+        for index, rate in enumerate(rates):
+            if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+                raise ValueError(f"learning rate at position {index} is {rate!r}; every rate must be a positive number")
+        if len(set(rates)) != len(rates):
+            raise ValueError(f"learning rates {rates} contain duplicates; list each rate once")
+        return sorted(float(r) for r in rates) if isinstance(value, list) else float(value)
+
+    def grid(self, method: str) -> list[float]:
+        """The rates one arm of ``method`` (lora | sft) is trained at, ascending."""
+        value = getattr(self, method)
+        return list(value) if isinstance(value, list) else [value]
+
+    def tuned(self, method: str) -> bool:
+        """More than one rate: the method's arms are selected on the validation split."""
+        return len(self.grid(method)) > 1
 
 
 class TrainSpec(Spec):
@@ -254,6 +320,10 @@ class TrainSpec(Spec):
     weight_decay: float = Field(default=0.0, ge=0.0)
     grad_clip: float = Field(default=1.0, gt=0)
     log_every: int = Field(default=5, gt=0)
+    # How a rate is chosen from a grid (train.lr lists): val_accuracy = the training set's
+    # validation score (its primary metric), ties to the lower validation loss; val_loss = the
+    # mean answer-token loss on the validation rows. Never the test split.
+    select_by: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     # Run each batch's common prefix (the chat template's system turn) once and compute the
     # output head only where an answer token is predicted; the loss is unchanged (checked on the
     # first batch, with a fallback to padded batches). false = always padded batches.
@@ -448,6 +518,7 @@ def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:
     listed twice would be scored twice. Naming a training set under data.eval is allowed (it
     only says "evaluate it", which happens anyway)."""
     train_specs = {spec.name: spec for spec in config.data.train}
+    check_imported_names(config, source)
     for section in ("train", "eval"):
         seen: set[str] = set()
         for index, spec in enumerate(getattr(config.data, section)):
@@ -463,3 +534,18 @@ def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:
                 raise ConfigError(f"{source}: data.eval[{index}].name",
                                   f"dataset name {spec.name!r} is already a training set, with other data",
                                   "give the evaluation set its own name")
+
+
+def check_imported_names(config: RankscopeConfig, source: str = "config") -> None:
+    """Two imported arms with one name would share a label; a train_set that is not a training set
+    has no in-domain split to judge the arm on."""
+    seen: set[str] = set()
+    train_names = [spec.name for spec in config.data.train]
+    for index, spec in enumerate(config.arms.imported):
+        if spec.name in seen:
+            raise ConfigError(f"{source}: arms.imported[{index}].name", f"imported arm name {spec.name!r} is used twice",
+                              "give each imported arm its own name")
+        seen.add(spec.name)
+        if spec.train_set is not None and spec.train_set not in train_names:
+            raise ConfigError(f"{source}: arms.imported[{index}].train_set",
+                              f"{spec.train_set!r} is not a data.train set", f"use one of {train_names}")

@@ -28,6 +28,7 @@ from rankscope.report.intruder_table import intruder_grid_table
 from rankscope.report.prediction_table import hit_rate_table, prediction_checks, prediction_table
 from rankscope.report.header import example_predictions, one_seed_warning, run_header, units_table
 from rankscope.report.html import render_compare, render_run
+from rankscope.report.learning_rates import rate_curves, rate_table
 from rankscope.report.recommend import recommend
 from rankscope.runstore.reader import RunStore, load_run
 from rankscope.report.summary import compare_markdown, run_markdown
@@ -46,7 +47,7 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     grid = intruder_grid_table(store)
     if grid is not None:
         tables.append(grid)
-    tables += [t for t in (truncation_table(store), nll_table(store)) if t is not None]
+    tables += [t for t in (rate_table(store), truncation_table(store), nll_table(store)) if t is not None]
     tables += [t for t in (capacity_table(store), control_table(store)) if t is not None]
     checks = prediction_checks(store)
     tables += [t for t in (prediction_table(checks), hit_rate_table(checks)) if t is not None]
@@ -56,7 +57,7 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     if warning and warning not in store.notes:
         store.notes.insert(0, warning)
     if full:
-        figures = outcome_figures(views) + analysis_figures(store)
+        figures = outcome_figures(views) + rate_curves(store) + analysis_figures(store)
     else:
         many = len(views) > 1
         figures = [f(v, many) for v in views for f in (accuracy_vs_rank, gain_vs_forgetting)]

@@ -43,7 +43,8 @@ def table(t: Table, level: int = 3) -> str:
 def recommendation(rec: Recommendation) -> str:
     where = f" (trained on {md(rec.train_set)})" if rec.train_set else ""
     head = f"**{rec.headline}**"
-    return f"{head}{where}\n\n{md(rec.reason)}\n\nRule: {md(rec.rule)}\n"
+    warnings = "".join(f"\n\n⚠ {md(w)}" for w in rec.warnings)
+    return f"{head}{where}\n\n{md(rec.reason)}{warnings}\n\nRule: {md(rec.rule)}\n"
 
 
 def figures(items: list[FigureResult], folder: str) -> str:
