@@ -387,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("overrides", nargs="*", metavar="key=value")
     plan.set_defaults(func=cmd_plan)
 
+    from rankscope.predict.command import add_predict_verb  # torch-free: torch loads when the verb runs
+
+    add_predict_verb(verb)
+
     report = verb("report", help="write report.html for one run, or compare several")
     report.add_argument("run_dirs", nargs="+")
     report.add_argument("--out", help="folder for the comparison report of several runs")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rankscope.config.base import Spec
 
@@ -78,6 +78,14 @@ class AnalysisSpec(Spec):
     intruders: bool = True
     intruder_k: int = Field(default=10, gt=0)
     intruder_threshold: float = Field(default=0.5, gt=0, lt=1)
+    # Why a grid: one (k, epsilon) cell says little; at epsilon = 0.5 even random directions count
+    # (analysis/intruder_null.py); on 576-wide modules the null is ~1 from 0.15 up, so the grid reaches below.
+    intruder_grid_k: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
+    # The epsilons of the intruder grid and of its null rate (random unit directions flagged).
+    intruder_grid_eps: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.9], min_length=1)
+    # Why opt-in: a causal test of intruders costs 6 extra evaluations per trained arm (intruder singular
+    # values scaled by 0.75/0.5/0 vs a uniform shrink of the same norm; analysis/intruder_control.py).
+    intruder_control: bool = False
     spectral_threads: int | None = Field(default=1, gt=0)
     # weight pass at scale (rankscope.analysis.weight_spectra, docs/analysis-scale.md)
     method: Literal["topk", "exact"] = "topk"  # topk: randomized top-k SVD with a residual check; exact: full SVDs (reference)
@@ -88,3 +96,14 @@ class AnalysisSpec(Spec):
     topk_tol: float = Field(default=1e-2, gt=0, lt=1)  # accepted ||A v - s u|| / s of a top-k triplet; above: refine, then exact
     topk_power_iters: int = Field(default=4, ge=0)  # power iterations of the randomized range finder (doubled when the check fails)
     rank_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # eps of numerical_rank_dtype; auto = the trained weights' dtype
+
+    @model_validator(mode="after")
+    def _grid_within_k(self) -> "AnalysisSpec":
+        for k in self.intruder_grid_k:
+            if not 0 < k <= self.intruder_k:
+                raise ValueError(f"intruder_grid_k holds {k}; each k must be between 1 and intruder_k "
+                                 f"({self.intruder_k}): raise intruder_k or drop {k}")
+        for eps in self.intruder_grid_eps:
+            if not 0 < eps <= 1:
+                raise ValueError(f"intruder_grid_eps holds {eps}; each epsilon must be in (0, 1]")
+        return self

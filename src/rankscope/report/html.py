@@ -120,6 +120,7 @@ def render_compare(compare: CompareReport) -> str:
         "<p class=\"meta\">" + " · ".join(f"{esc(r.title)}: <code>{esc(r.store.path)}</code>" for r in compare.runs) + "</p>",
         table(compare.recommendations, 2),
         table(compare.combined, 2),
+        *[table(t, 2) for t in compare.extra],
         "<h2>Runs side by side</h2>\n<div class=\"runs\">",
     ]
     for run in compare.runs:

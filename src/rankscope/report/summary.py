@@ -72,7 +72,8 @@ def run_markdown(report: RunReport, folder: str) -> str:
 def compare_markdown(compare: CompareReport, folder: str) -> str:
     parts = [f"# rankscope comparison of {len(compare.runs)} runs", ""]
     parts += [f"- {md(r.title)}: {md(r.store.path)}" for r in compare.runs] + [""]
-    parts += [table(compare.recommendations, 2), table(compare.combined, 2), "## Figures", ""]
+    parts += [table(compare.recommendations, 2), table(compare.combined, 2), *[table(t, 2) for t in compare.extra],
+              "## Figures", ""]
     for run in compare.runs:
         parts += [f"### {md(run.title)}", "", figures(run.figures, folder)]
     if compare.notes:

@@ -166,7 +166,21 @@ class ArmRunner:
                                          "eval_time_s": validation["time_s"]}, training=training)
         items: dict[str, list[dict]] = {}
         evaluation = self._evaluate(arm, model, items)
-        return ArmOutput(evaluation=evaluation, training=training, analysis=self._analyze(arm, model), items=items)
+        analysis = self._control(arm, model, evaluation, self._analyze(arm, model))
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)
+
+    def _control(self, arm: ArmPlan, model: torch.nn.Module, evaluation: dict,
+                 analysis: ArmAnalysis | None) -> ArmAnalysis | None:
+        """``analysis.intruder_control``: scale the intruders vs a uniform shrink, re-evaluate (opt-in)."""
+        spec = self.context.config.analysis
+        if analysis is None or not spec.intruder_control or self._reference is None:
+            return analysis
+        from rankscope.sweep.intruder_control import intruder_control
+
+        analysis.control = intruder_control(arm.arm_id, model, self._reference.weights, evaluation,
+                                            lambda m: self._evaluate(arm, m, {}), spec.intruder_k,
+                                            spec.intruder_threshold)
+        return analysis
 
     def _run_base(self, arm: ArmPlan) -> ArmOutput:
         base = self.context.base
