@@ -343,21 +343,11 @@ def compare_arm(name: str, make_model, release, tokenizer, encoded, spec: TrainS
 # --- data ----------------------------------------------------------------------------------------
 
 def gsm8k_spec(path: str, targets: str | None) -> DatasetSpec:
-    """GSM8K's train split through rankscope's data layer, which alone decides what a training target is.
-
-    ``targets`` None takes the data layer's own targets (worked solutions once the
-    evaluation-fidelity issue lands them, bare final numbers before). HOOK: a request for
-    ``bare`` or ``solution`` must be passed to the data layer's own switch; until the data layer
-    has one, a request it cannot honour stops here instead of being reimplemented in this bench.
-    """
-    spec = DatasetSpec(name="gsm8k", path=path, n_train=1000, n_test=10)
-    if targets is None:
-        return spec
-    switch = next((key for key in ("targets", "target") if key in DatasetSpec.model_fields), None)
-    if switch is None:
-        raise SystemExit(f"--targets {targets}: rankscope's data layer has no switch between bare and worked-solution "
-                         "GSM8K targets yet; run without --targets to use the targets it gives")
-    return spec.model_copy(update={switch: targets})
+    """GSM8K's train split through rankscope's data layer, which alone decides what a training
+    target is (``DatasetSpec.target``, rankscope.data.solutions): by default the worked solution
+    ending in ``#### N``; ``bare`` asks it for the final numbers only."""
+    target = {None: "auto", "solution": "solution", "bare": "answer"}[targets]
+    return DatasetSpec(name="gsm8k", path=path, n_train=1000, n_test=10, target=target)
 
 
 def main() -> None:
@@ -392,7 +382,7 @@ def main() -> None:
     spec_data = (gsm8k_spec(path, args.targets) if args.dataset == "gsm8k"
                  else DatasetSpec(name=args.dataset, n_train=1000, n_test=10))
     dataset = load_dataset(spec_data, seed=0, for_training=True)
-    print(f"training set {args.dataset}: {len(dataset.train)} rows; first target: {dataset.train[0].answer[:60]!r}")
+    print(f"training set {args.dataset}: {len(dataset.train)} rows; first target: {dataset.train[0].training_text[:60]!r}")
     spec = TrainSpec(steps=args.steps, batch_size=args.batch_size, max_length=args.max_length, log_every=1)
     encoded = encode_examples(tokenizer, dataset.train, spec.max_length)
     _count_cpu_sdpa()

@@ -169,3 +169,11 @@ def test_eval_mc_runs_lm_evals_own_tasks(tiny_model_dir, tmp_path, monkeypatch, 
     assert "'\\nA. " in out or "Answer:'" in out  # mmlu's lettered prompt
     assert "speedup vs lm-eval tasks (all of the above):" in out
     assert out.strip().splitlines()[-1].startswith("speedup vs lm-eval cloze:")
+
+
+def test_multi_adapter_swap_scores_like_per_adapter_reload(tiny_model_dir, monkeypatch, capsys):
+    """bench/multi_adapter.py stops when the swapped adapters score differently from reloading."""
+    out = run_bench("multi_adapter.py", ["--model", str(tiny_model_dir), "--ranks", "2,4", "--n", "4",
+                                          "--repeats", "1"], monkeypatch, capsys)
+    assert "identical on both paths" in out and "'r2'" in out and "'r4'" in out
+    assert out.strip().splitlines()[-1].startswith("speedup vs per-adapter reload: ")

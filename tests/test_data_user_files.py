@@ -152,7 +152,7 @@ def test_parquet_without_pyarrow_says_how_to_fix(tmp_path, monkeypatch):
 def test_single_file_as_training_set_is_split_80_20(tmp_path):
     rows = [{"question": f"{i} + 1?", "answer": str(i + 1)} for i in range(50)]
     spec = DatasetSpec(name="inc", path=str(_jsonl(tmp_path / "inc.jsonl", rows)), format="generative",
-                       kind="reasoning")
+                       kind="reasoning", n_val=0)  # no validation carve: the 80/20 split alone
     plain = load_dataset(spec)
     trained = load_dataset(spec, for_training=True)
     assert plain.train == [] and len(plain.test) == 50

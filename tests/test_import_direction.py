@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"runstore"},
     {"data", "models"},
     {"train", "evaluate", "analysis"},
-    {"plan"},
+    {"plan", "predict"},
     {"sweep"},
     {"report", "tracking"},
     {"cli", "config_docs"},

@@ -42,10 +42,10 @@ def test_truncation_warns_above_the_threshold_and_nll_shows_delta(tmp_path):
     store = load_run(run_dir)
     table = truncation_table(store)
     warned = [row for row in table.rows if row[-1]]
-    assert len(table.rows) == 2 and len(warned) == 1 and warned[0][2].startswith(f"{100 * high:.1f}")
+    assert len(table.rows) == 2 and len(warned) == 1 and warned[0][4].startswith(f"{100 * high:.1f}")
     assert table.note.startswith("⚠ 1 ")
     nll = nll_table(store)
-    assert [row[2] for row in nll.rows] == ["+0.0000 ± 0.0000", "+0.2500 ± 0.0200"]
+    assert [row[4] for row in nll.rows] == ["+0.0000 ± 0.0000", "+0.2500 ± 0.0200"]
     html = write_report(run_dir).read_text(encoding="utf-8")
     assert "Truncated generations" in html and "Forgetting on generic text" in html
     assert "gsm8k<b>" not in html and "gsm8k&lt;b&gt;" in html  # escaped like every other cell

@@ -54,7 +54,7 @@ def test_summary_markdown_has_tables_and_recommendation(full_report):
     run, _ = full_report
     summary = (run / "summary.md").read_text(encoding="utf-8")
     assert "**Recommended LoRA rank: r=8**" in summary
-    assert "| arm | seeds | arith_chain (in-domain · reasoning) | capitals (far (forgetting) · recall) |" in summary
+    assert "| arm | learning rate | alpha | seeds | arith_chain (in-domain · reasoning) | capitals (far (forgetting) · recall) |" in summary
     for name in re.findall(r"\]\((figures/[^)]+\.png)\)", summary):
         assert (run / name).is_file()
 

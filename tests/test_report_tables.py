@@ -71,7 +71,8 @@ def test_seeds_are_grouped_into_one_arm(tmp_path):
     est = view.accuracy[(view.groups[1], "arith_chain")]
     assert est.n_seeds == 2 and est.value == pytest.approx(0.55)
     table = accuracy_table(view)
-    assert table.rows[1][1] == "2" and "sd" in table.rows[1][2]
+    assert table.columns[:4] == ["arm", "learning rate", "alpha", "seeds"]
+    assert table.rows[1][1:4] == ["0.001", "8", "2"] and "sd" in table.rows[1][4]
 
 
 def test_tables_group_columns_and_list_failures(tmp_path):
@@ -83,13 +84,13 @@ def test_tables_group_columns_and_list_failures(tmp_path):
     view = build_views(store)[0]
     assert [d.name for d in view.datasets] == ["arith_chain", "gsm", "capitals"]  # in, then reasoning before recall
     acc_table = accuracy_table(view)
-    assert acc_table.groups == [("", 2), ("in-domain · reasoning", 1), ("near (transfer) · reasoning", 1),
+    assert acc_table.groups == [("", 4), ("in-domain · reasoning", 1), ("near (transfer) · reasoning", 1),
                                 ("far (forgetting) · recall", 1)]
     gf = gain_forgetting_table(view)
     # gsm is near (same kind as the training set): transfer, not forgetting
-    assert gf.columns == ["arm", "gain arith_chain", "transfer gsm", "forgetting capitals"]
+    assert gf.columns == ["arm", "learning rate", "alpha", "gain arith_chain", "transfer gsm", "forgetting capitals"]
     assert [r[0] for r in gf.rows] == ["lora r2", "sft"]
-    assert gf.rows[0][1] == "+0.0 [+0.0, +0.0]"  # identical items: a point interval
+    assert gf.rows[0][3] == "+0.0 [+0.0, +0.0]"  # identical items: a point interval
     costs = cost_table(view)
     assert [r[0] for r in costs.rows] == ["lora r2", "sft"]  # base has no train.json
     failed = failed_table(store)

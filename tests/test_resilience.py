@@ -20,14 +20,14 @@ from rankscope.errors import RankscopeError
 from rankscope.sweep.runner import run_sweep
 
 
-def sweep_dict(model_dir: Path, **sweep) -> dict:
+def sweep_dict(model_dir: Path, lr: dict | None = None, **sweep) -> dict:
     return {
         "name": "tiny",
         "model": {"id": str(model_dir)},
         "data": {"train": [{"name": "arith_chain", "n_train": 24, "n_test": 6}],
                  "eval": [{"name": "capitals", "n_test": 6}]},
         "arms": {"sft": True, "lora": {"ranks": [1, 2, 4]}, "seeds": [0]},
-        "train": {"steps": 6, "batch_size": 4, "max_length": 64},
+        "train": {"steps": 6, "batch_size": 4, "max_length": 64, **({"lr": lr} if lr else {})},
         "eval": {"batch_size": 8, "max_new_tokens": 4},
         "analysis": {"enabled": True, "probe_size": 3, "probe_max_length": 32},
         "sweep": sweep,
@@ -82,9 +82,10 @@ def test_ray_executor_gives_the_local_results(tiny_model_dir, tmp_path):
 
     local = tmp_path / "local"
     remote = tmp_path / "ray"
-    run_sweep(config_from_dict(sweep_dict(tiny_model_dir)), local, announce=lambda *_: None)
+    grid = {"lora": [1e-3, 3e-3], "sft": 5e-5}  # candidates, then the selected ones promoted, on workers too
+    run_sweep(config_from_dict(sweep_dict(tiny_model_dir, lr=grid)), local, announce=lambda *_: None)
     try:
-        outcome = run_sweep(config_from_dict(sweep_dict(tiny_model_dir, executor="ray", gpus_per_arm="auto")),
+        outcome = run_sweep(config_from_dict(sweep_dict(tiny_model_dir, lr=grid, executor="ray", gpus_per_arm="auto")),
                             remote, announce=lambda *_: None)
     finally:
         ray.shutdown()
@@ -96,6 +97,8 @@ def test_ray_executor_gives_the_local_results(tiny_model_dir, tmp_path):
     assert all((remote / p).read_bytes() == (local / p).read_bytes() for p in local_items)
     for adapter in (remote / "arms").glob("lora-*/adapter/adapter_model.safetensors"):
         assert adapter.stat().st_size > 0
+    stages = sorted(json.loads(p.read_text())["stage"] for p in remote.glob("arms/lora-*/arm.json"))
+    assert stages == ["candidate"] * 3 + ["selected"] * 3
 
 
 def test_ray_refuses_a_gpu_request_on_a_cpu_cluster(tiny_model_dir, tmp_path):

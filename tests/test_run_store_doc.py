@@ -33,10 +33,15 @@ def run_dir(tiny_model_dir, tmp_path_factory) -> Path:
         "arms": {"sft": True, "lora": {"ranks": [1], "targets": ["q_proj", "v_proj"]}, "seeds": [0]},
         "train": {"steps": 2, "batch_size": 2, "max_length": 48, "log_every": 1},
         "eval": {"batch_size": 4, "max_new_tokens": 4},
-        "analysis": {"enabled": True, "probe_size": 2, "probe_max_length": 16},
+        "analysis": {"enabled": True, "probe_size": 2, "probe_max_length": 16, "intruder_control": True},
     }))
     out = folder / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    with open(folder / "predict.out", "w") as log:  # prediction.json, as `rankscope predict` writes it
+        done = subprocess.run([sys.executable, "-m", "rankscope.cli", "predict", str(config), "--out", str(out),
+                               "--probe-steps", "1"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                              env=env, timeout=900)
+    assert done.returncode == 0, (folder / "predict.out").read_text()[-3000:]
     with open(folder / "nohup.out", "w") as log:
         done = subprocess.run([sys.executable, "-m", "rankscope.cli", "run", str(config), "--out", str(out)],
                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=900)

@@ -15,11 +15,12 @@ import warnings
 from importlib import resources
 from pathlib import Path
 
-PRESETS = ("smoke", "quick", "paper")
+PRESETS = ("smoke", "quick", "tuned", "paper")
 #: Wall time of each preset on 2 CPU cores with the model cache warm, quoted by `demo --help` and,
 #: word for word, by the README (tests/test_cli_docs.py). quick: measured 12:46 (4.24 GiB peak RSS) on an idle
 #: 2-core machine with /usr/bin/time -v, after the item records, generic-text NLL and longer probes.
-PRESET_TIMES = {"smoke": "~2-3 min", "quick": "~13 min", "paper": "GPU"}
+#: tuned: 36:48 (4.30 GiB) measured back to back with quick (14:51) on the same machine: 2.48x.
+PRESET_TIMES = {"smoke": "~2-3 min", "quick": "~13 min", "tuned": "~37 min", "paper": "GPU"}
 
 
 def _quiet_libraries(verbose: bool = False, quiet: bool = False) -> None:
@@ -66,15 +67,19 @@ def _load(config_path: Path, overrides: list[str]):
 
 def _run(config_path: Path, out: Path, overrides: list[str], executor: str | None, address: str | None,
          report: bool, quiet: bool = False) -> int:
-    from rankscope.sweep.preflight import check_model
-    from rankscope.sweep.runner import run_sweep
-    from rankscope.report.terminal import print_summary
-
     if executor:
         overrides = [*overrides, f"sweep.executor={executor}"]
     if address:
         overrides = [*overrides, f"sweep.address={address}"]
-    config = _load(config_path, overrides)
+    return _run_config(_load(config_path, overrides), out, report, quiet)
+
+
+def _run_config(config, out: Path, report: bool, quiet: bool = False) -> int:
+    """The sweep of a loaded config, then the terminal summary, report and tracking (run, demo, compare)."""
+    from rankscope.sweep.preflight import check_model
+    from rankscope.sweep.runner import run_sweep
+    from rankscope.report.terminal import print_summary
+
     if config.tracking.mlflow:  # experiment tracking: fail before the sweep, not hours after it
         from rankscope.tracking import require_mlflow
 
@@ -297,12 +302,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rankscope.report.terminal import print_eval_table
 
     job = EvalJob(model=args.model, datasets=read_dataset_list(Path(args.datasets)), limit=args.limit,
-                  seed=args.seed)
+                  seed=args.seed, adapter=args.adapter)
     out = Path(args.out or "runs/eval")
     path = run_eval(job, out, EvalSpec(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens))
     print_eval_table(path)
     print(f"results: {path}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Adapters and checkpoints trained elsewhere, compared on one base (rankscope.sweep.compare)."""
+    from rankscope.evaluate.standalone import read_dataset_list
+    from rankscope.sweep.compare import compare_config
+
+    overrides = list(args.set or [])
+    datasets = read_dataset_list(Path(args.datasets))
+    if args.limit is not None:
+        datasets = [d.model_copy(update={"n_test": min(args.limit, d.n_test or args.limit)}) for d in datasets]
+    config = compare_config(args.model, datasets, args.dirs, args.in_domain, overrides)
+    return _run_config(config, Path(args.out or "runs/compare"), not args.no_report, args.quiet)
+
+
+COMPARE_HELP = (
+    "score adapters and checkpoints trained elsewhere against the base and each other; no sweep YAML")
+COMPARE_EPILOG = (
+    "Each DIR is a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors: rank, alpha, "
+    "rsLoRA and targets are read from it) or a full checkpoint folder (*.safetensors) of the same "
+    "architecture as --model; safetensors only. The verdicts need a reference: the --in-domain set "
+    "(default: the first entry of the datasets file) is where gain is measured; sets of its kind count as "
+    "near (transfer), the rest as far (forgetting). The run directory and report are those of `rankscope run`; "
+    "rerunning the same command resumes. docs/imported.md has the details.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("overrides", nargs="*", metavar="key=value")
     plan.set_defaults(func=cmd_plan)
 
+    from rankscope.predict.command import add_predict_verb  # torch-free: torch loads when the verb runs
+
+    add_predict_verb(verb)
+
     report = verb("report", help="write report.html for one run, or compare several")
     report.add_argument("run_dirs", nargs="+")
     report.add_argument("--out", help="folder for the comparison report of several runs")
@@ -374,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = verb("eval", help="evaluate one model on a list of datasets")
     evaluate.add_argument("--model", default="default",
                           help="default | hub id | directory | file.gguf | RUN_DIR/arms/ARM_ID")
+    evaluate.add_argument("--adapter", help="a PEFT LoRA adapter folder (safetensors) applied to --model")
     evaluate.add_argument("--datasets", required=True, help="YAML list of dataset specs")
     evaluate.add_argument("--limit", type=int, help="seeded sample of at most N items per dataset")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -383,6 +417,20 @@ def build_parser() -> argparse.ArgumentParser:
                                "or GSM8K's default of 256, wins)")
     evaluate.add_argument("--out", help="output folder (default runs/eval)")
     evaluate.set_defaults(func=cmd_eval)
+
+    compare = verb("compare", help=COMPARE_HELP, description=COMPARE_HELP + ".", epilog=COMPARE_EPILOG)
+    compare.add_argument("--model", default="default",
+                         help="the base model the folders were trained from: default | hub id | directory | file.gguf")
+    compare.add_argument("--datasets", required=True, help="YAML list of dataset specs (as `rankscope eval` takes)")
+    compare.add_argument("--in-domain", metavar="NAME",
+                         help="the set the arms were trained for (default: the first in the datasets file)")
+    compare.add_argument("--limit", type=int, help="seeded sample of at most N items per dataset")
+    compare.add_argument("--out", help="run directory (default runs/compare; a rerun into it resumes)")
+    compare.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
+    compare.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="a config override, e.g. --set analysis.enabled=false (repeatable)")
+    compare.add_argument("dirs", nargs="+", metavar="DIR", help="adapter or full checkpoint folders")
+    compare.set_defaults(func=cmd_compare)
 
     datasets = verb("datasets", help="list datasets, show rendered examples, or export one")
     datasets.add_argument("action", choices=["list", "show", "export"])

@@ -32,7 +32,13 @@ from rankscope.analysis.probes import Probes
 from rankscope.analysis.ranks import DEFAULT_ENERGY_KS
 from rankscope.analysis.representation import DEFAULT_SINK_NORM_RATIO, TokenMask
 from rankscope.analysis.topk import DEFAULT_TOL, TopKSettings
-from rankscope.analysis.weight_spectra import SpectralSettings, build_base_reference, weight_update_spectra
+from rankscope.analysis.weight_spectra import (
+    DEFAULT_GRID_EPS,
+    DEFAULT_GRID_K,
+    SpectralSettings,
+    build_base_reference,
+    weight_update_spectra,
+)
 from rankscope.runstore.analysis_rows import ArmAnalysis
 
 
@@ -44,6 +50,8 @@ class AnalysisOptions:
     intruders: bool = True
     intruder_k: int = 10
     intruder_threshold: float = 0.5
+    intruder_grid_k: tuple[int, ...] = DEFAULT_GRID_K
+    intruder_grid_eps: tuple[float, ...] = DEFAULT_GRID_EPS
     energy_ks: tuple[int, ...] = DEFAULT_ENERGY_KS
     map_max_len: int = DEFAULT_MAP_MAX_LEN
     batch_size: int | None = None
@@ -87,8 +95,11 @@ class AnalysisOptions:
                 value = getattr(spec, name)
             else:
                 continue
-            setattr(options, name, tuple(value) if name == "energy_ks" else value)
+            setattr(options, name, tuple(value) if name in _TUPLES else value)
         return options
+
+
+_TUPLES = ("energy_ks", "intruder_grid_k", "intruder_grid_eps")
 
 
 @contextmanager
@@ -216,6 +227,8 @@ def analyze_arm(
             energy_ks=options.energy_ks,
             intruders=options.intruders,
             settings=options.spectral_settings(),
+            intruder_grid_k=options.intruder_grid_k,
+            intruder_grid_eps=options.intruder_grid_eps,
         )
     result.method = spectral.method
     result.spectral = spectral.rows

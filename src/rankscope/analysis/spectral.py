@@ -22,7 +22,9 @@ Definitions (the metric map is in docs/architecture.md, "What is measured, and w
   (0.5). Rows: ``intruder_dimensions`` (the count) and ``alignment_mean_cos`` (mean of the k
   largest-|cos| values; 1 means the top directions are all pre-existing ones).
   When ``dW`` is exactly zero (base arm, LoRA with ``B = 0``) this is 1 and 0 by definition and
-  no SVD is computed.
+  no SVD is computed. The weight pass adds counts over a (k, epsilon) grid, the null rate of
+  random directions at each epsilon (:mod:`rankscope.analysis.intruder_null`) and the share of
+  the update's energy on the intruders (:mod:`rankscope.analysis.weight_spectra`).
 
 This module holds the per-matrix functions (the exact reference path: full float64 Gram
 eigendecomposition for ``W_ft``'s top vectors, full SVD of ``W_0``). The per-model pass, the top-k

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from rankscope.analysis.base_cache import BaseWeightCache, ModuleReference, fingerprint_weights
+from rankscope.analysis.intruder_null import null_rate
 from rankscope.analysis.ranks import DEFAULT_ENERGY_KS, spectrum_metrics
 from rankscope.runstore.analysis_rows import SpectralRow
 from rankscope.analysis.spectral import (
@@ -51,6 +52,20 @@ from rankscope.analysis.spectral import (
 from rankscope.analysis.topk import TopK, TopKSettings, takes_dense, top_singular_triplets
 
 log = logging.getLogger(__name__)
+
+#: Grid of the intruder test (Shuttleworth et al. 2024 use k = 10, epsilon = 0.5 alone).
+DEFAULT_GRID_K = (1, 5, 10)
+DEFAULT_GRID_EPS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.9)
+
+
+def grid_name(k: int, eps: float) -> str:
+    """Row name of one grid cell, e.g. ``intruders_k10_eps0.5``."""
+    return f"intruders_k{k}_eps{eps:g}"
+
+
+def null_name(eps: float) -> str:
+    """Row name of the null rate at one epsilon, e.g. ``intruder_null_eps0.5``."""
+    return f"intruder_null_eps{eps:g}"
 
 
 @dataclass(frozen=True)
@@ -189,6 +204,8 @@ class _Pass:
     energy_ks: tuple[int, ...]
     rtol: float | None
     result: SpectralResult
+    grid_k: tuple[int, ...] = ()
+    grid_eps: tuple[float, ...] = ()
 
     def track(self, top: TopK) -> TopK:
         if top.method == "exact":
@@ -204,17 +221,39 @@ class _Pass:
         return self.track(top_singular_triplets(W, self.intruder_k, self.settings.topk)).U
 
     def intruder_metrics(self, W0: Tensor, W_ft: Tensor, entry: ModuleReference | None) -> dict[str, float]:
+        """Count, alignment, the (k, epsilon) grid, the null rate per epsilon and the energy share.
+
+        Grid rows ``intruders_k<k>_eps<eps>``: the count among ``W_ft``'s top ``k`` vectors at
+        threshold ``eps`` (each ``k <= intruder_k``, from the same vectors). ``intruder_null_eps<eps>``:
+        the rate at which a uniformly random unit direction in ``R^{d_out}`` would be flagged against
+        the same ``m`` base vectors (:mod:`rankscope.analysis.intruder_null`). ``intruder_energy_share``:
+        ``||U_I^T dW||_F^2 / ||dW||_F^2``, the share of the update's energy along the intruders ``U_I``
+        (at ``intruder_k``, ``intruder_threshold``): how much of what fine-tuning wrote lives there.
+        """
         k = min(self.intruder_k, *W0.shape)
+        grid_k = [g for g in self.grid_k if g <= k]
         if torch.equal(W0, W_ft):
-            return {"intruder_dimensions": 0.0, "alignment_mean_cos": 1.0}
+            zero = {"intruder_dimensions": 0.0, "alignment_mean_cos": 1.0, "intruder_energy_share": 0.0}
+            zero.update({grid_name(g, e): 0.0 for g in grid_k for e in self.grid_eps})
+            return zero
         U0 = entry.left_vectors if entry is not None and entry.left_vectors is not None else None
         if U0 is None:  # no cached reference vectors: compute them like the reference would
             U0 = base_entry(W0, self.settings, True, k, self.device).left_vectors
         U0 = U0.to(device=self.device, dtype=torch.float32)  # [d_out, m]
         U_ft = self.top_vectors(W_ft)[:, :k]  # [d_out, k]
         max_cos = (U0.T @ U_ft).abs().amax(dim=0).clamp(max=1.0)  # [k]
-        return {"intruder_dimensions": float(int((max_cos < self.intruder_threshold).sum())),
-                "alignment_mean_cos": float(max_cos.mean())}
+        flagged = max_cos < self.intruder_threshold  # [k]
+        delta = W_ft - W0  # [d_out, d_in]
+        total = float(delta.square().sum())
+        along = float((U_ft[:, flagged].T @ delta).square().sum()) if bool(flagged.any()) else 0.0  # ||U_I^T dW||^2
+        out = {"intruder_dimensions": float(int(flagged.sum())), "alignment_mean_cos": float(max_cos.mean()),
+               "intruder_energy_share": min(1.0, along / total) if total > 0 else 0.0}
+        for g in grid_k:
+            for e in self.grid_eps:
+                out[grid_name(g, e)] = float(int((max_cos[:g] < e).sum()))
+        for e in self.grid_eps:
+            out[null_name(e)] = null_rate(int(W0.shape[0]), int(U0.shape[1]), float(e))
+        return out
 
     def add(self, layer: int, short: str, s: Tensor, shape, metrics_extra: dict[str, float], dtype,
             frobenius: float | None = None, complete: bool = True) -> None:
@@ -262,6 +301,8 @@ def weight_update_spectra(
     intruders: bool = True,
     adapter_names: list[str] | None = None,
     settings: SpectralSettings | None = None,
+    intruder_grid_k: Iterable[int] = DEFAULT_GRID_K,
+    intruder_grid_eps: Iterable[float] = DEFAULT_GRID_EPS,
 ) -> SpectralResult:
     """Spectra of every block projection's weight update, one module at a time.
 
@@ -282,12 +323,14 @@ def weight_update_spectra(
         intruders: False skips the intruder test.
         adapter_names: LoRA adapters to include (default: the active ones).
         settings: method, device, top-k sizes and accuracy (default: ``topk`` on the model's device).
+        intruder_grid_k, intruder_grid_eps: the (k, epsilon) grid of intruder counts (k above
+            ``intruder_k`` is left out) and the epsilons of the null rate.
     """
     settings = settings or SpectralSettings()
     cache = as_cache(base_weights, base_left_singular_vectors)
     device = resolve_device(model, settings.device)
     state = _Pass(arm_id, settings, device, intruders, intruder_k, intruder_threshold, tuple(energy_ks), rtol,
-                  SpectralResult())
+                  SpectralResult(), tuple(int(k) for k in intruder_grid_k), tuple(float(e) for e in intruder_grid_eps))
     result = state.result
 
     lora_layers = _lora_layers(model)
@@ -347,5 +390,6 @@ def weight_update_spectra(
     return result
 
 
-__all__ = ["SpectralResult", "SpectralSettings", "as_cache", "base_entry", "build_base_reference",
+__all__ = ["DEFAULT_GRID_EPS", "DEFAULT_GRID_K", "SpectralResult", "SpectralSettings", "as_cache", "base_entry",
+           "build_base_reference", "grid_name", "null_name",
            "reference_fingerprint", "resolve_device", "weight_update_spectra"]

@@ -21,7 +21,11 @@ def _format_location(location: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
-            parts.append(("." if parts else "") + str(item))
+            text = str(item)
+            # a key that is not a plain word (a newline, a dot, a space) is shown quoted, so the
+            # place stays on one line and reads unambiguously
+            shown = text if text and all(ch.isalnum() or ch in "_-" for ch in text) else repr(text)
+            parts.append(("." if parts else "") + shown)
     return "".join(parts) or "<root>"
 
 
@@ -209,6 +213,11 @@ def resolve_paths(config: RankscopeConfig, base_dir: Path) -> RankscopeConfig:
     if nll.path is not None and not Path(nll.path).is_absolute():
         update["eval"] = config.eval.model_copy(
             update={"nll": nll.model_copy(update={"path": str((base_dir / nll.path).resolve())})})
+    if config.arms.imported:  # imported adapter / checkpoint folders, relative to the config file too
+        update["arms"] = config.arms.model_copy(update={"imported": [
+            spec if Path(spec.path).is_absolute() else
+            spec.model_copy(update={"path": str((base_dir / spec.path).expanduser().resolve())})
+            for spec in config.arms.imported]})
     return config.model_copy(update=update)
 
 

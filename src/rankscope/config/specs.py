@@ -2,7 +2,8 @@
 
 Unknown keys are errors; every key carries a one-line why (docs/config.md is generated from
 these classes by ``python -m rankscope.config_docs``). Loading, overrides and error messages are
-in :mod:`rankscope.config.loading`.
+in :mod:`rankscope.config.loading`; how arms are scored and analysed (``eval:``, ``analysis:``) in
+:mod:`rankscope.config.scoring`.
 """
 
 from __future__ import annotations
@@ -10,20 +11,17 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from rankscope.config.base import Spec
+from rankscope.config.scoring import AnalysisSpec, EvalSpec, NllSpec
 from rankscope.errors import ConfigError
+
+__all__ = ["AnalysisSpec", "EvalSpec", "NllSpec", "Spec"]  # re-exported: one place to import specs from
 
 AlphaRule = Literal["fixed", "2r", "rslora"]
 TargetPreset = Literal["attention", "mlp", "all-linear"]
 Relation = Literal["in", "near", "far"]
-
-
-class Spec(BaseModel):
-    """Base for every spec: unknown keys are errors, specs are immutable once validated."""
-
-    # use_attribute_docstrings: a docstring under a field is its description (docs/config.md).
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ModelSpec(Spec):
@@ -111,6 +109,11 @@ class DatasetSpec(Spec):
     subjects: list[str] | None = None
     n_train: int | None = Field(default=None, gt=0)
     n_test: int | None = Field(default=None, gt=0)
+    # Training sets only: validation rows that pick the learning rate from a grid, disjoint by uid
+    # and question from the training rows and the test split. The benchmark's own validation split
+    # when it has one (and tests on another), else carved from the training pool before n_train is
+    # sampled; 0 = none (a learning-rate grid then cannot be used).
+    n_val: int = Field(default=50, ge=0)
     domain: Literal["in", "out"] | None = None
     on_bad_row: Literal["skip", "fail"] = "fail"
     # Which score decides gain/forgetting here: summed log-likelihood favours short choices.
@@ -202,17 +205,46 @@ class LoraSpec(Spec):
         return alpha / math.sqrt(rank) if self.alpha == "rslora" else alpha / rank
 
 
+class ImportedArmSpec(Spec):
+    """One arm trained outside rankscope (TRL, axolotl, LLaMA-Factory, unsloth, a published checkpoint):
+    evaluated, analysed, compared and recommended among like the arms rankscope trains.
+
+    path: a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors; rank, alpha,
+        rsLoRA and target modules are read from it) or a full checkpoint folder (``*.safetensors`` of
+        the same architecture as model.id); relative to the config file. Safetensors only.
+    name: your name for the arm (letters, digits, '-', '_', '.'); part of its arm id and its label.
+    train_set: the data.train set it was trained for, so its test split counts as in-domain (gain,
+        forgetting and the recommendation are per training set); empty = the first data.train set.
+    """
+
+    path: str
+    name: str
+    train_set: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_arm_name(cls, value: str) -> str:
+        if not value or not all(ch.isalnum() or ch in "-_." for ch in value) or value.startswith("."):
+            raise ValueError(f"imported arm name {value!r} must be letters, digits, '-', '_' or '.', "
+                             "not starting with '.'")
+        return value
+
+
 class ArmsSpec(Spec):
     """Which arms the sweep runs. The base arm is always evaluated (forgetting is measured against it).
 
     sft: add a full fine-tuning arm (every weight trains) per training set and seed.
     lora: the LoRA arms (null: none).
     seeds: training seeds; each arm runs once per seed (data order, LoRA init, dropout).
+    imported: arms trained elsewhere (adapter or full checkpoint folders), evaluated beside the
+        trained ones without training (docs/imported.md).
     """
 
     sft: bool = True
     lora: LoraSpec | None = Field(default_factory=LoraSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # Adapters and checkpoints trained outside rankscope: scored, analysed and compared, never trained.
+    imported: list[ImportedArmSpec] = Field(default_factory=list)
 
     @field_validator("seeds")
     @classmethod
@@ -222,15 +254,47 @@ class ArmsSpec(Spec):
         return seeds
 
 
+LearningRate = float | list[float]
+
+
 class LearningRates(Spec):
     """Learning rate per method: the only training setting allowed to differ between arms.
 
-    lora: peak learning rate of every LoRA arm (LoRA's best rate is ~10x full fine-tuning's).
-    sft: peak learning rate of the full fine-tuning arm.
+    A single number trains every arm of the method at that rate. A list is a grid: every arm
+    (method, rank, alpha) is trained once per rate, each candidate is scored on the training
+    set's validation split only, and the rate with the best validation score (mean over seeds)
+    is the one evaluated on the test and out-of-domain sets (Biderman et al. 2024 and Schulman
+    et al. 2025 tune the rate per arm; a rank compared at one shared rate may be a step size
+    compared, not a rank).
+
+    lora: peak learning rate of every LoRA arm, or a grid (LoRA's best rate is ~10x full fine-tuning's).
+    sft: peak learning rate of the full fine-tuning arm, or a grid.
     """
 
-    lora: float = Field(default=1e-3, gt=0)
-    sft: float = Field(default=5e-5, gt=0)
+    lora: LearningRate = 1e-3
+    sft: LearningRate = 5e-5
+
+    @field_validator("lora", "sft")
+    @classmethod
+    def _positive_distinct(cls, value: LearningRate) -> LearningRate:
+        rates = value if isinstance(value, list) else [value]
+        if not rates:
+            raise ValueError("an empty learning-rate grid; give one rate or a list such as [3.0e-4, 1.0e-3, 3.0e-3]")
+        for index, rate in enumerate(rates):
+            if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+                raise ValueError(f"learning rate at position {index} is {rate!r}; every rate must be a positive number")
+        if len(set(rates)) != len(rates):
+            raise ValueError(f"learning rates {rates} contain duplicates; list each rate once")
+        return sorted(float(r) for r in rates) if isinstance(value, list) else float(value)
+
+    def grid(self, method: str) -> list[float]:
+        """The rates one arm of ``method`` (lora | sft) is trained at, ascending."""
+        value = getattr(self, method)
+        return list(value) if isinstance(value, list) else [value]
+
+    def tuned(self, method: str) -> bool:
+        """More than one rate: the method's arms are selected on the validation split."""
+        return len(self.grid(method)) > 1
 
 
 class TrainSpec(Spec):
@@ -254,6 +318,10 @@ class TrainSpec(Spec):
     weight_decay: float = Field(default=0.0, ge=0.0)
     grad_clip: float = Field(default=1.0, gt=0)
     log_every: int = Field(default=5, gt=0)
+    # How a rate is chosen from a grid (train.lr lists): val_accuracy = the training set's
+    # validation score (its primary metric), ties to the lower validation loss; val_loss = the
+    # mean answer-token loss on the validation rows. Never the test split.
+    select_by: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     # Run each batch's common prefix (the chat template's system turn) once and compute the
     # output head only where an answer token is predicted; the loss is unchanged (checked on the
     # first batch, with a fallback to padded batches). false = always padded batches.
@@ -269,83 +337,6 @@ class TrainSpec(Spec):
     @classmethod
     def _checkpointing_bool(cls, value: Any) -> Any:
         return str(value).lower() if isinstance(value, bool) else value
-
-
-class NllSpec(Spec):
-    """Continuous forgetting: mean per-token negative log-likelihood on generic text, per arm
-    (results.csv metric ``nll``; ``nll_delta`` = arm minus base). Accuracy on small sets moves in
-    coarse steps; the NLL of text no arm trained on shows drift long before (PEFT's method
-    comparison reports the same change in cross-entropy vs the base model)."""
-
-    # Score the generic-text NLL for every arm (off: no nll / nll_delta rows).
-    enabled: bool = True
-    # A UTF-8 text file of your own; None = the shipped sample (rankscope.data.generic_text).
-    path: str | None = None
-    # Tokens scored at most, from the start of the text (the same for every arm). SmolLM2-135M on
-    # 2 CPU cores spends ~9 CPU-seconds per 1k tokens, so 2048 adds ~10 s per arm; the shipped
-    # sample holds ~12.5k tokens (12000 scores nearly all of it, at ~6x the time).
-    max_tokens: int = Field(default=2048, gt=1)
-    # Tokens per forward pass; the text is cut into fixed chunks of this many tokens (the
-    # stderr of nll_delta is over these chunks, so more chunks give a tighter interval).
-    chunk_tokens: int = Field(default=256, ge=8)
-
-
-class EvalSpec(Spec):
-    """How every arm is scored (the same for every arm).
-
-    batch_size: questions per forward pass when scoring.
-    max_new_tokens: greedy-decoding budget for generative answers.
-    """
-
-    batch_size: int = Field(default=16, gt=0)
-    # Default new tokens for generative sets; a set's own max_new_tokens (or its default) wins.
-    max_new_tokens: int = Field(default=24, gt=0)
-    nll: NllSpec = Field(default_factory=NllSpec)  # generic-text NLL (continuous forgetting)
-
-
-class AnalysisSpec(Spec):
-    """Inside-the-network analysis after each arm (rankscope.analysis): spectra, CKA, attention.
-
-    intruders: Shuttleworth et al. (2024) intruder dimensions, the top ``intruder_k`` singular
-    vectors of the fine-tuned weight whose best |cosine| with the base's is below the threshold.
-    spectral_threads: torch threads for the SVD-heavy step (1 is fastest on small shared CPUs).
-    enabled: run the analysis (off saves time; the report then has no inside-the-network section).
-    probe_size: prompts (from the evaluated sets' test questions) the hidden states are taken on.
-    probe_max_length: tokens per probe prompt.
-    intruder_k: how many top singular vectors per module are checked for intruders.
-    intruder_threshold: best |cosine| with the base's vectors below which a vector is an intruder.
-    method/device/full_spectrum/spectrum_k/intruder_reference_k/topk_tol/topk_power_iters/rank_dtype:
-    the weight pass at scale (top-k SVDs with a residual check; docs/analysis-scale.md).
-    """
-
-    enabled: bool = True
-    probe_size: int = Field(default=16, gt=0)  # probes: dialogues of evaluated questions + answers
-    # tokens per probe; >= 128 so the content, not the chat template, fills it (issue 13)
-    probe_max_length: int = Field(default=128, ge=8)
-    # probes per analysis forward pass (None: all at once); bounds activation memory
-    batch_size: int | None = Field(default=None, gt=0)
-    # attention statistics are reduced this many heads x queries at a time (None: all); the float64
-    # work buffer is batch x head_chunk x query_chunk x probe length
-    head_chunk: int | None = Field(default=4, gt=0)
-    # Queries per chunk of the attention statistics (None = all at once); bounds the work buffer with head_chunk.
-    query_chunk: int | None = Field(default=128, gt=0)
-    # a token whose base hidden-state norm exceeds this x the layer median is a sink, masked (Sun et al. 2024)
-    sink_norm_ratio: float = Field(default=5.0, gt=1)
-    # attention_maps.safetensors keeps each layer's mean map over the first this-many tokens
-    map_max_len: int = Field(default=64, ge=1)
-    intruders: bool = True
-    intruder_k: int = Field(default=10, gt=0)
-    intruder_threshold: float = Field(default=0.5, gt=0, lt=1)
-    spectral_threads: int | None = Field(default=1, gt=0)
-    # weight pass at scale (rankscope.analysis.weight_spectra, docs/analysis-scale.md)
-    method: Literal["topk", "exact"] = "topk"  # topk: randomized top-k SVD with a residual check; exact: full SVDs (reference)
-    device: str = "auto"  # where the SVDs run: auto = the training device, or cpu / cuda / cuda:N
-    full_spectrum: bool = False  # also the full SVD of dense (sft) updates, for effective_rank; off: top-k + ||dW||_F
-    spectrum_k: int = Field(default=64, gt=0)  # top singular values of a dense update kept under topk (energy ranks need them)
-    intruder_reference_k: int | None = Field(default=None, gt=0)  # base vectors the top-k intruder test compares to; None: max(64, 4 * intruder_k)
-    topk_tol: float = Field(default=1e-2, gt=0, lt=1)  # accepted ||A v - s u|| / s of a top-k triplet; above: refine, then exact
-    topk_power_iters: int = Field(default=4, ge=0)  # power iterations of the randomized range finder (doubled when the check fails)
-    rank_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # eps of numerical_rank_dtype; auto = the trained weights' dtype
 
 
 class SweepSpec(Spec):
@@ -429,6 +420,7 @@ def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:
     listed twice would be scored twice. Naming a training set under data.eval is allowed (it
     only says "evaluate it", which happens anyway)."""
     train_specs = {spec.name: spec for spec in config.data.train}
+    check_imported_names(config, source)
     for section in ("train", "eval"):
         seen: set[str] = set()
         for index, spec in enumerate(getattr(config.data, section)):
@@ -444,3 +436,18 @@ def check_unique_names(config: RankscopeConfig, source: str = "config") -> None:
                 raise ConfigError(f"{source}: data.eval[{index}].name",
                                   f"dataset name {spec.name!r} is already a training set, with other data",
                                   "give the evaluation set its own name")
+
+
+def check_imported_names(config: RankscopeConfig, source: str = "config") -> None:
+    """Two imported arms with one name would share a label; a train_set that is not a training set
+    has no in-domain split to judge the arm on."""
+    seen: set[str] = set()
+    train_names = [spec.name for spec in config.data.train]
+    for index, spec in enumerate(config.arms.imported):
+        if spec.name in seen:
+            raise ConfigError(f"{source}: arms.imported[{index}].name", f"imported arm name {spec.name!r} is used twice",
+                              "give each imported arm its own name")
+        seen.add(spec.name)
+        if spec.train_set is not None and spec.train_set not in train_names:
+            raise ConfigError(f"{source}: arms.imported[{index}].train_set",
+                              f"{spec.train_set!r} is not a data.train set", f"use one of {train_names}")

@@ -39,8 +39,9 @@ from rankscope.data.hub import load_hub_records, split_hub_id
 from rankscope.data.lm_eval_tasks import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
 from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
 from rankscope.data.solutions import apply_target_policy
-from rankscope.data.types import AnswerType, Format, Kind, LoadedDataset, TaskInfo
+from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
 from rankscope.data.user_files import infer_answer_type, load_mapped, load_user_file
+from rankscope.data.validation import carve_validation, check_disjoint, without_questions
 from rankscope.errors import DatasetError
 
 
@@ -244,15 +245,46 @@ def load_dataset(spec: DatasetSpec, seed: int = 0, *, for_training: bool = False
     if for_training and not train:
         train, test = split_train_test(test, 0.2, SPLIT_SEED)
     train = drop_overlap(train, test, where)
+    validation: list[Example] = []
+    if for_training and spec.n_val:
+        own = without_questions(_own_validation(spec, source, test), test)
+        if own:
+            validation = sample_examples(own, spec.n_val, SPLIT_SEED, f"{spec.name}/validation", f"{where}: n_val")
+            train = without_questions(train, validation)
+        else:  # carved before n_train is sampled, with the fixed split seed (like the 80/20 split)
+            train, validation = carve_validation(train, spec.n_val, SPLIT_SEED, where)
     train = sample_examples(train, spec.n_train, seed, f"{spec.name}/train", f"{where}: n_train")
     test = sample_examples(test, spec.n_test, seed if test_seed is None else test_seed, f"{spec.name}/test",
                            f"{where}: n_test")
     if for_training and not train:
         raise DatasetError(where, "no training examples", "use a larger dataset for training")
+    check_disjoint({"training": train, "validation": validation, "test": test}, where)
     info = with_lengths(info, spec)
     train = apply_target_policy(train, info.format, spec.target)
     test = apply_target_policy(test, info.format, spec.target)
-    return LoadedDataset(info=info, train=train, test=test)
+    validation = apply_target_policy(validation, info.format, spec.target)
+    return LoadedDataset(info=info, train=train, test=test, validation=validation)
+
+
+def _own_validation(spec: DatasetSpec, source: str, test: list[Example]) -> list[Example]:
+    """A benchmark's own validation split, when it has one and the test is scored on another
+    split (read from the same local folder or hub repo); [] means carve from the training pool."""
+    bench = BENCHMARKS.get(spec.name)
+    if bench is None or spec.fields is not None or lmeval_task_of(spec.path) is not None:
+        return []
+    if (spec.split or bench.test_split) == "validation" or source not in ("file", "hub"):
+        return []
+    try:
+        if source == "file":
+            path = Path(spec.path or "")
+            if not path.is_dir():
+                return []  # one file is one split
+            _, rows = upstream.load_local(bench, path, "validation", spec.subjects, spec.on_bad_row, False)
+        else:
+            _, rows = upstream.load_hub(bench, spec.path, "validation", spec.subjects, spec.on_bad_row, False)
+    except DatasetError:  # no validation split here: carve one
+        return []
+    return rows
 
 
 def with_lengths(info: TaskInfo, spec: DatasetSpec) -> TaskInfo:

@@ -77,8 +77,10 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class LoadedDataset:
-    """A dataset with its splits. ``train`` may be empty for evaluation-only sets."""
+    """A dataset with its splits. ``train`` may be empty for evaluation-only sets; ``validation``
+    (training sets only) picks the learning rate and shares no uid or question with the others."""
 
     info: TaskInfo
     train: list[Example] = field(default_factory=list)
     test: list[Example] = field(default_factory=list)
+    validation: list[Example] = field(default_factory=list)

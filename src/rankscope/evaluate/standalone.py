@@ -28,6 +28,7 @@ class EvalJob:
     datasets: list[DatasetSpec]
     limit: int | None
     seed: int = 0
+    adapter: str | None = None  # a PEFT adapter folder applied to ``model`` (trained elsewhere)
 
 
 def read_dataset_list(path: Path) -> list[DatasetSpec]:
@@ -72,6 +73,22 @@ def load_model_for_eval(model: str) -> tuple[LoadedModel, str]:
     return load_base_model(spec), "model"
 
 
+def apply_adapter(loaded: LoadedModel, adapter: str) -> tuple[LoadedModel, str]:
+    """``rankscope eval --adapter DIR``: a PEFT LoRA adapter (safetensors) on the loaded model, checked
+    against it first (rankscope.models.imported); the arm is named after the folder."""
+    from peft import PeftModel
+
+    from rankscope.models.imported import check_against_base, read_imported
+
+    weights = read_imported(adapter, "--adapter")
+    if weights.kind != "lora":
+        raise ConfigError("--adapter", f"{adapter} is a full checkpoint, not an adapter",
+                          "evaluate it with --model DIR")
+    check_against_base(weights, loaded.model, "--adapter")
+    loaded.model = PeftModel.from_pretrained(loaded.model, str(weights.path)).eval()
+    return loaded, Path(adapter).resolve().name
+
+
 def run_eval(job: EvalJob, out: Path, eval_spec: EvalSpec) -> Path:
     if not (Path(job.model) / "arm.json").is_file():
         resolve_model(ModelSpec(id=job.model))  # a bad model id fails before any dataset loads
@@ -81,6 +98,8 @@ def run_eval(job: EvalJob, out: Path, eval_spec: EvalSpec) -> Path:
             spec = spec.model_copy(update={"n_test": min(job.limit, spec.n_test or job.limit)})
         datasets[spec.name] = load_dataset(spec, seed=job.seed)
     loaded, arm_id = load_model_for_eval(job.model)
+    if job.adapter is not None:
+        loaded, arm_id = apply_adapter(loaded, job.adapter)
     items: dict[str, list[dict]] = {}
     evaluation = evaluate_model(loaded.model, loaded.tokenizer, datasets, eval_spec, items)
     store = RunWriter(out)

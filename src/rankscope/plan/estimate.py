@@ -133,29 +133,34 @@ def estimate_arm(arm: ArmLike, shape: ModelShape, config: RankscopeConfig, devic
     """Plan one arm; ``runtime_gib`` is the process's own baseline on CPU (measured by the caller)."""
     settings = RunSettings.resolve(config, device)
     P = shape.n_params
+    # An imported arm (rankscope.sweep.imported) only evaluates: sized like the base arm, plus a
+    # copy of the base for a full checkpoint.
+    imported = getattr(arm, "source", "rankscope") == "imported"
+    method = "base" if imported else arm.method
+    copy_gib = P * settings.storage_bytes / GIB if imported and arm.method == "sft" else 0.0
     limit = device.memory_gib * FIT_FRACTION
-    if arm.method == "lora":
+    if method == "lora":
         trainable = shape.lora_params(config.arms.lora, arm.rank)
         lora_inputs = shape.lora_inputs(config.arms.lora) // shape.n_layers
         residual = settings.storage_bytes
     else:
-        trainable = P if arm.method == "sft" else 0
+        trainable = P if method == "sft" else 0
         lora_inputs = 0
-        residual = MASTER_BYTES if arm.method == "sft" else settings.storage_bytes
+        residual = MASTER_BYTES if method == "sft" else settings.storage_bytes
     tokens = config.train.batch_size * config.train.max_length
     acts = {ckpt: activation_bytes(shape, tokens, settings.compute_bytes, residual, ckpt, lora_inputs) / GIB
             for ckpt in (False, True)}
-    if arm.method == "base":  # evaluation only: the eval batch's logits at every position
+    if method == "base":  # evaluation only: the eval batch's logits at every position
         eval_tokens = config.eval.batch_size * config.train.max_length
         acts = {ckpt: eval_tokens * shape.vocab * (settings.compute_bytes + MASTER_BYTES) / GIB for ckpt in (False, True)}
-    gpus = settings.sft_gpus if arm.method == "sft" else 1
+    gpus = settings.sft_gpus if method == "sft" else 1
 
     def parts(checkpointing: bool, keep_base: bool, shards: int) -> dict[str, float]:
         resident = P * settings.storage_bytes / GIB if keep_base else 0.0
         return {
             "runtime": round(_runtime_gib(device, runtime_gib), 3),
             "base": round(resident, 3),
-            "weights": round(trainable * MASTER_BYTES / shards / GIB, 3),
+            "weights": round(trainable * MASTER_BYTES / shards / GIB + copy_gib, 3),
             "gradients": round(trainable * MASTER_BYTES / shards / GIB, 3),
             "optimizer": round(trainable * 2 * MASTER_BYTES / shards / GIB, 3),
             "activations": round(acts[checkpointing], 3),
@@ -167,7 +172,7 @@ def estimate_arm(arm: ArmLike, shape: ModelShape, config: RankscopeConfig, devic
     # What the sweep will do: checkpointing and the base copy follow the config, `auto` choosing
     # the cheapest setting that fits.
     ckpt_options = {"true": [True], "false": [False], "auto": [False, True]}[settings.checkpointing]
-    keep_options = [True] if arm.method != "sft" else {"keep": [True], "reload": [False],
+    keep_options = [True] if method != "sft" else {"keep": [True], "reload": [False],
                                                         "auto": [True, False]}[settings.sft_base_copy]
     chosen = None
     for keep in keep_options:
@@ -180,8 +185,8 @@ def estimate_arm(arm: ArmLike, shape: ModelShape, config: RankscopeConfig, devic
     ckpt, keep = chosen or (ckpt_options[-1], keep_options[-1])
     used = parts(ckpt, keep, gpus)
     unsharded = parts(ckpt, keep, 1)
-    verdict, fix, message = _verdict(arm, chosen is not None, ckpt, keep, gpus, settings, parts, total, limit, device)
-    flops = step_flops(shape, config, arm.method, trainable, ckpt) if arm.method != "base" else 0.0
+    verdict, fix, message = _verdict(method, chosen is not None, ckpt, keep, gpus, settings, parts, total, limit, device)
+    flops = step_flops(shape, config, method, trainable, ckpt) if method != "base" else 0.0
     return ArmEstimate(
         arm_id=arm.arm_id, method=arm.method, rank=arm.rank, trainable_params=trainable,
         memory_gib=total(unsharded), memory_parts=unsharded,
@@ -194,12 +199,12 @@ def estimate_arm(arm: ArmLike, shape: ModelShape, config: RankscopeConfig, devic
     )
 
 
-def _verdict(arm, fits, ckpt, keep, gpus, settings: RunSettings, parts, total, limit, device: Device):
+def _verdict(method: str, fits, ckpt, keep, gpus, settings: RunSettings, parts, total, limit, device: Device):
     if fits:
         notes = []
         if ckpt and settings.checkpointing == "auto":
             notes.append("gradient checkpointing on")
-        if arm.method == "sft" and not keep:
+        if method == "sft" and not keep:
             notes.append("base reloaded around this arm instead of kept beside it")
         if gpus > 1:
             notes.append(f"sharded over {gpus} GPUs")
@@ -207,9 +212,9 @@ def _verdict(arm, fits, ckpt, keep, gpus, settings: RunSettings, parts, total, l
     if settings.checkpointing == "false" and total(parts(True, keep, gpus)) <= limit:
         return ("needs-checkpointing", "train.gradient_checkpointing=auto",
                 "does not fit without gradient checkpointing")
-    if arm.method == "sft" and keep and total(parts(True, False, gpus)) <= limit:
+    if method == "sft" and keep and total(parts(True, False, gpus)) <= limit:
         return "needs-reload", "sweep.sft_base_copy=auto", "does not fit beside a resident base copy"
-    if arm.method == "sft" and device.kind == "cuda":
+    if method == "sft" and device.kind == "cuda":
         for n in range(max(2, gpus + 1), MAX_GPUS + 1):
             if total(parts(True, False, n)) <= limit:
                 return ("needs-gpus", f"sweep.sft_gpus={n}",

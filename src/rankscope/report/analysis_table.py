@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from rankscope.runstore.reader import AnalysisRow, RunStore
-from rankscope.report.tables import Table, arm_keys
+from rankscope.report.tables import ARM_COLUMNS, Table, arm_cells, arm_keys
 
 
 def _mean(values: list[float]) -> float | None:
@@ -61,12 +61,12 @@ def analysis_summary_table(store: RunStore) -> Table | None:
         return f"{text} ({have}/{total})" if values is not intruders and 0 < have < total else text
 
     arms = sorted((a for a in keys), key=lambda a: (keys[a].order, a))
-    rows = [[keys[a].label, cell(energy90, a, ".1f"), cell(energy99, a, ".1f"), cell(numerical, a, ".0f"),
+    rows = [[*arm_cells(keys[a]), cell(energy90, a, ".1f"), cell(energy99, a, ".1f"), cell(numerical, a, ".0f"),
              f"{max(numerical[a]):.0f}" if numerical.get(a) else "—",
              cell(intruders, a, ".2f"), cell(cka, a, ".4f", lambda v: 1 - v), cell(entropy, a, ".4f")]
             for a in arms]
     return Table("Inside the network (mean over layers and modules / heads)",
-                 ["arm", "energy rank 90% of dW", "energy rank 99% of dW", "numerical rank of dW",
+                 [*ARM_COLUMNS, "energy rank 90% of dW", "energy rank 99% of dW", "numerical rank of dW",
                   "max numerical rank", "intruder dimensions", "drift 1 - CKA",
                   "|attention entropy change| (nats)"], rows,
                  "energy rank: directions holding 90% / 99% of ||dW||_F^2 (robust to rounding noise; "

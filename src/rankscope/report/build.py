@@ -22,8 +22,13 @@ from rankscope.report.document import CompareReport, RunReport
 from rankscope.report.fidelity import nll_table, truncation_table
 from rankscope.report.figures import FigureResult, accuracy_vs_rank, gain_vs_forgetting, outcome_figures
 from rankscope.report.figures_analysis import analysis_figures
+from rankscope.report.capacity_table import capacity_table
+from rankscope.report.control_table import control_table
+from rankscope.report.intruder_table import intruder_grid_table
+from rankscope.report.prediction_table import hit_rate_table, prediction_checks, prediction_table
 from rankscope.report.header import example_predictions, one_seed_warning, run_header, units_table
 from rankscope.report.html import render_compare, render_run
+from rankscope.report.learning_rates import rate_curves, rate_table
 from rankscope.report.recommend import recommend
 from rankscope.runstore.reader import RunStore, load_run
 from rankscope.report.summary import compare_markdown, run_markdown
@@ -39,14 +44,20 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     inside = analysis_summary_table(store)
     if inside is not None:
         tables.append(inside)
-    tables += [t for t in (truncation_table(store), nll_table(store)) if t is not None]
+    grid = intruder_grid_table(store)
+    if grid is not None:
+        tables.append(grid)
+    tables += [t for t in (rate_table(store), truncation_table(store), nll_table(store)) if t is not None]
+    tables += [t for t in (capacity_table(store), control_table(store)) if t is not None]
+    checks = prediction_checks(store)
+    tables += [t for t in (prediction_table(checks), hit_rate_table(checks)) if t is not None]
     if full:  # header first; example predictions and the legend of units last
         tables = [run_header(store), *tables, *example_predictions(store), units_table()]
     warning = one_seed_warning(store)
     if warning and warning not in store.notes:
         store.notes.insert(0, warning)
     if full:
-        figures = outcome_figures(views) + analysis_figures(store)
+        figures = outcome_figures(views) + rate_curves(store) + analysis_figures(store)
     else:
         many = len(views) > 1
         figures = [f(v, many) for v in views for f in (accuracy_vs_rank, gain_vs_forgetting)]
@@ -101,8 +112,10 @@ def build_compare(stores: list[RunStore]) -> CompareReport:
                      "★ = recommended rank; means over the run's in-domain / far sets with their 95% interval "
                      "(paired [low, high] from the item files; ± z x stderr without them)")
     recs = Table("Recommendations", ["run", "trained on", "recommendation", "reason"], rec_rows)
+    checks = [c for run in runs for c in prediction_checks(run.store, run.title)]
+    extra = [t for t in (prediction_table(checks, with_run=True), hit_rate_table(checks)) if t is not None]
     notes = [f"{run.title}: {n}" for run in runs for n in run.store.notes]
-    return CompareReport(runs, combined, recs, notes)
+    return CompareReport(runs, combined, recs, notes, extra)
 
 
 def write_report(run_dirs: list[Path] | Path, out_dir: Path | None = None) -> Path:

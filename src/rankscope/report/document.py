@@ -33,3 +33,4 @@ class CompareReport:
     combined: Table
     recommendations: Table
     notes: list[str] = field(default_factory=list)
+    extra: list[Table] = field(default_factory=list)  # tables over all runs (predicted vs realised rank)

@@ -23,6 +23,13 @@ UNITS: tuple[tuple[str, str, str], ...] = (
     ("accuracy", "% of test items", "items answered correctly (mc: the highest-likelihood choice is the gold "
      "one; generative: exact match after normalisation, see docs/config.md); mean over seeds ± standard error"),
     ("seeds", "count", "training seeds averaged in the cell"),
+    ("learning rate", "peak rate", "the arm's peak learning rate (linear warm-up, then linear decay); with a "
+     "grid (train.lr lists), the rate selected on the validation split"),
+    ("alpha", "LoRA alpha", "LoRA's alpha: B @ A is scaled by alpha/r (alpha/sqrt(r) with rsLoRA); — for sft"),
+    ("val", "% of validation items (loss: nats per answer token)", "a grid candidate's primary metric on its "
+     "training set's validation split, with its mean answer-token loss; picks the learning rate, never the test"),
+    ("rate / best SFT rate", "ratio", "this arm's selected rate / the full fine-tuning arm's selected rate"),
+    ("selection", "words", "why the rate was selected, or a warning that the best rate is at the grid's edge"),
     ("gain", "percentage points (pp)", "accuracy(arm) − accuracy(base) on an in-domain set"),
     ("forgetting", "percentage points (pp)", "accuracy(base) − accuracy(arm) on an out-of-domain set; positive = lost"),
     ("(sd x)", "percentage points", "standard deviation over seeds, shown after a cell when there are several"),

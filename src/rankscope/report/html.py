@@ -29,6 +29,7 @@ td:first-child,th:first-child{text-align:left}
 .note{color:#555;font-size:.85rem}.meta{color:#555}
 .rec{border-left:5px solid #2a7;padding:.5rem 1rem;background:#f3fbf6;margin:1rem 0}
 .rec.undecided{border-color:#c80;background:#fff8ec}
+.warn{color:#8a4b00}
 figure{margin:1.5rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figure.skipped{border:1px dashed #bbb;padding:.5rem 1rem}
 .runs{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1.5rem}
@@ -79,8 +80,9 @@ def figure(f: FigureResult) -> str:
 def recommendation(rec: Recommendation, level: int = 3) -> str:
     where = f" (trained on {rec.train_set})" if rec.train_set else ""
     head = rec.headline
+    warnings = "".join(f"<p class=\"warn\">⚠ {esc(w)}</p>" for w in rec.warnings)
     return (f"<div class=\"rec{'' if rec.decided else ' undecided'}\"><h{level}>{esc(head + where)}</h{level}>"
-            f"<p>{esc(rec.reason)}</p><p class=\"note\"><b>Rule:</b> {esc(rec.rule)}</p></div>")
+            f"<p>{esc(rec.reason)}</p>{warnings}<p class=\"note\"><b>Rule:</b> {esc(rec.rule)}</p></div>")
 
 
 def notes(items: list[str]) -> str:
@@ -118,6 +120,7 @@ def render_compare(compare: CompareReport) -> str:
         "<p class=\"meta\">" + " · ".join(f"{esc(r.title)}: <code>{esc(r.store.path)}</code>" for r in compare.runs) + "</p>",
         table(compare.recommendations, 2),
         table(compare.combined, 2),
+        *[table(t, 2) for t in compare.extra],
         "<h2>Runs side by side</h2>\n<div class=\"runs\">",
     ]
     for run in compare.runs:

@@ -43,7 +43,8 @@ def table(t: Table, level: int = 3) -> str:
 def recommendation(rec: Recommendation) -> str:
     where = f" (trained on {md(rec.train_set)})" if rec.train_set else ""
     head = f"**{rec.headline}**"
-    return f"{head}{where}\n\n{md(rec.reason)}\n\nRule: {md(rec.rule)}\n"
+    warnings = "".join(f"\n\n⚠ {md(w)}" for w in rec.warnings)
+    return f"{head}{where}\n\n{md(rec.reason)}{warnings}\n\nRule: {md(rec.rule)}\n"
 
 
 def figures(items: list[FigureResult], folder: str) -> str:
@@ -71,7 +72,8 @@ def run_markdown(report: RunReport, folder: str) -> str:
 def compare_markdown(compare: CompareReport, folder: str) -> str:
     parts = [f"# rankscope comparison of {len(compare.runs)} runs", ""]
     parts += [f"- {md(r.title)}: {md(r.store.path)}" for r in compare.runs] + [""]
-    parts += [table(compare.recommendations, 2), table(compare.combined, 2), "## Figures", ""]
+    parts += [table(compare.recommendations, 2), table(compare.combined, 2), *[table(t, 2) for t in compare.extra],
+              "## Figures", ""]
     for run in compare.runs:
         parts += [f"### {md(run.title)}", "", figures(run.figures, folder)]
     if compare.notes:

@@ -85,15 +85,19 @@ class ArmKey:
     alpha: float | None
     train_set: str | None
     label: str
+    lr: float | None = None  # the learning rate every seed of the group trained at (the selected one on a grid)
+    imported: str | None = None  # an imported arm's name: a group of its own
 
     @property
     def order(self) -> tuple:
-        return (METHOD_ORDER.get(self.method, 3), self.rank or 0, self.alpha or 0.0, self.method, self.train_set or "")
+        return (METHOD_ORDER.get(self.method, 3), self.rank or 0, self.alpha or 0.0, self.method, self.train_set or "",
+                self.imported or "")
 
 
 def arm_keys(store: RunStore) -> dict[str, ArmKey]:
     """Map every arm id to its seed group; labels add alpha / train set only when ambiguous."""
-    arms = [a for a in store.arms.values() if a.status != "failed"]
+    # a grid candidate that was not selected is scored on validation only: it is no arm of the tables
+    arms = [a for a in store.arms.values() if a.status != "failed" and a.stage != "candidate"]
     train_sets = {a.train_set for a in arms if a.method != "base"}
     alphas: dict[int | None, set] = {}
     for a in arms:
@@ -104,10 +108,13 @@ def arm_keys(store: RunStore) -> dict[str, ArmKey]:
         label = f"lora r{a.rank}" if a.method == "lora" else a.method
         if a.method == "lora" and len(alphas.get(a.rank, ())) > 1:
             label += f" a{a.alpha:g}" if a.alpha is not None else " a?"
+        if a.imported:  # trained elsewhere: the label says so, with the user's name for it
+            label = f"{label if a.method == 'lora' else 'full'} · imported {a.imported}"
         if a.method != "base" and len(train_sets) > 1:
             label += f" [{a.train_set}]"
         train_set = None if a.method == "base" else a.train_set
-        keys[a.arm_id] = ArmKey(a.method, a.rank, a.alpha if a.method == "lora" else None, train_set, label)
+        keys[a.arm_id] = ArmKey(a.method, a.rank, a.alpha if a.method == "lora" else None, train_set, label,
+                                None if a.method == "base" else a.lr, a.imported)
     return keys
 
 
@@ -156,7 +163,7 @@ class View:
         if not arms:
             return None
         a = arms[0]
-        return ArmRef(a.arm_id, a.method, a.rank, a.alpha, a.lr, a.seed, a.train_set).group
+        return ArmRef(a.arm_id, a.method, a.rank, a.alpha, a.lr, a.seed, a.train_set, a.imported).group
 
     def paired(self, group: ArmKey, dataset: str, comparison: str = "vs_base") -> Comparison | None:
         name = self.group_name(group)
@@ -294,6 +301,20 @@ def pct(e: Estimate | None, signed: bool = False, z: float = 1.959964) -> str:
     return text
 
 
+#: Every table with one row per arm shows these beside the arm's name (issue: a rank compared at
+#: another learning rate or alpha is not the same comparison).
+ARM_COLUMNS = ["arm", "learning rate", "alpha"]
+
+
+def rate_text(lr: float | None) -> str:
+    return "—" if lr is None else f"{lr:.2g}"
+
+
+def arm_cells(group: ArmKey) -> list[str]:
+    """The arm's name, learning rate and alpha (LoRA only; alpha/r or alpha/sqrt(r) scales B @ A)."""
+    return [group.label, rate_text(group.lr), "—" if group.alpha is None else f"{group.alpha:g}"]
+
+
 def _spans(datasets: list[DatasetInfo]) -> list[tuple[str, int]]:
     spans: list[tuple[str, int]] = []
     for d in datasets:
@@ -317,24 +338,24 @@ def _header(d: DatasetInfo) -> str:
 
 
 def accuracy_table(view: View) -> Table:
-    rows = [[g.label, str(max((e.n_seeds for (k, _), e in view.accuracy.items() if k == g), default=0))]
+    rows = [arm_cells(g) + [str(max((e.n_seeds for (k, _), e in view.accuracy.items() if k == g), default=0))]
             + [pct(view.accuracy.get((g, d.name)), z=view.z) for d in view.datasets] for g in view.groups]
-    return Table(f"Score (%){_suffix(view)}", ["arm", "seeds"] + [_header(d) for d in view.datasets], rows,
+    return Table(f"Score (%){_suffix(view)}", ARM_COLUMNS + ["seeds"] + [_header(d) for d in view.datasets], rows,
                  f"each set's primary metric (accuracy, or acc_norm where named); mean ± half-width of the "
                  f"{_conf(view)} interval in percentage points; sd = spread over seeds",
-                 [("", 2)] + _spans(view.datasets))
+                 [("", len(ARM_COLUMNS) + 1)] + _spans(view.datasets))
 
 
 def gain_forgetting_table(view: View) -> Table:
     ins, near, far = view.in_domain, view.near, view.far
-    cols = (["arm"] + [f"gain {d}" for d in ins] + [f"transfer {d}" for d in near]
+    cols = (ARM_COLUMNS + [f"gain {d}" for d in ins] + [f"transfer {d}" for d in near]
             + [f"forgetting {d}" for d in far])
     cols += ["mean forgetting"] if len(far) > 1 else []
     rows = []
     for g in view.groups:
         if g.method == "base":
             continue
-        row = ([g.label] + [pct(view.gain(g, d), True, view.z) for d in ins]
+        row = (arm_cells(g) + [pct(view.gain(g, d), True, view.z) for d in ins]
                + [pct(view.gain(g, d), True, view.z) for d in near]
                + [pct(view.forgetting(g, d), True, view.z) for d in far])
         rows.append(row + ([pct(view.mean_forgetting(g), True, view.z)] if len(far) > 1 else []))
@@ -389,10 +410,10 @@ def cost_table(view: View) -> Table:
                  _mean([t.peak_memory_mb for t in infos]), _mean([t.peak_memory_arm_mb for t in infos]),
                  _mean([t.final_loss for t in infos])]
         recipes = sorted({t.precision for t in infos if t.precision})
-        rows.append([g.label, f"{params:,.0f}" if params is not None else "—", share]
+        rows.append(arm_cells(g) + [f"{params:,.0f}" if params is not None else "—", share]
                     + ["—" if c is None else f"{c:,.1f}" if i < 4 else f"{c:.3f}" for i, c in enumerate(cells)]
                     + [", ".join(recipes) or "—"])
-    return Table(f"Cost{_suffix(view)}", ["arm", "trainable params", "of total", "wall time (s)", "tokens/s",
+    return Table(f"Cost{_suffix(view)}", ARM_COLUMNS + ["trainable params", "of total", "wall time (s)", "tokens/s",
                                           "peak memory (MiB)", "arm's own memory (MiB)", "final loss", "precision"],
                  rows, "mean over seeds")
 

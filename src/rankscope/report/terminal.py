@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from rankscope.report.recommend import recommend
@@ -32,6 +33,8 @@ def print_summary(run_dir: Path, console: Console | None = None) -> None:
         console.print(_rich(gain_forgetting_table(view)))
         advice = recommend(view)
         console.print(f"[bold]recommended rank:[/bold] {advice.rank if advice.decided else 'undecided'} — {advice.reason}")
+        for warning in advice.warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     failed = failed_table(store)
     if failed.rows:
         console.print(_rich(failed))

@@ -8,6 +8,8 @@ Files under ``RUN_DIR/analysis/``:
 - ``singular_values.safetensors``  ``"<arm_id>/<layer>/<module>"`` -> float32 vector (descending)
 - ``attention_maps.safetensors``   ``"<arm_id>/<layer>"`` -> float32 ``[heads, n, n]``
 - ``timings.csv``         ``arm_id, step, seconds`` (wall time of each analysis step of the arm)
+- ``intruder_control.csv`` ``arm_id, variant, lam, dataset, metric, value, n`` (only with
+  ``analysis.intruder_control``)
 
 Writing one arm merges with the other arms already there: that arm's old rows and tensors are
 replaced (a rerun never duplicates), other arms' are kept; rows are ordered by arm id (stable), so
@@ -31,10 +33,12 @@ from safetensors.numpy import load_file, save
 from rankscope.atomic import atomic_write_bytes
 from rankscope.runstore.analysis_rows import (
     ATTENTION_COLUMNS,
+    CONTROL_COLUMNS,
     REPRESENTATION_COLUMNS,
     SPECTRAL_COLUMNS,
     ArmAnalysis,
     AttentionRow,
+    ControlRow,
     RepresentationRow,
     SpectralRow,
 )
@@ -44,6 +48,7 @@ SPECTRAL_CSV = "spectral.csv"
 REPRESENTATION_CSV = "representation.csv"
 ATTENTION_CSV = "attention.csv"
 TIMINGS_CSV = "timings.csv"
+CONTROL_CSV = "intruder_control.csv"
 TIMING_COLUMNS = ("arm_id", "step", "seconds")
 SINGULAR_VALUES = "singular_values.safetensors"
 ATTENTION_MAPS = "attention_maps.safetensors"
@@ -112,6 +117,8 @@ def write_arm_analysis(run_dir: str | os.PathLike, analysis: ArmAnalysis) -> Non
     _upsert_table(out / ATTENTION_CSV, ATTENTION_COLUMNS, arm_id, analysis.attention)
     _upsert_table(out / TIMINGS_CSV, TIMING_COLUMNS, arm_id,
                   [(arm_id, step, float(seconds)) for step, seconds in sorted(analysis.timings.items())])
+    if analysis.control or (out / CONTROL_CSV).exists():  # the file exists only when the control ran
+        _upsert_table(out / CONTROL_CSV, CONTROL_COLUMNS, arm_id, analysis.control)
     _upsert_tensors(out / SINGULAR_VALUES, arm_id, analysis.singular_values)
     _upsert_tensors(out / ATTENTION_MAPS, arm_id, analysis.attention_maps)
 
@@ -147,6 +154,12 @@ def read_timings(run_dir: str | os.PathLike) -> dict[str, dict[str, float]]:
     for row in _read_raw(analysis_dir(run_dir) / TIMINGS_CSV):
         out.setdefault(row["arm_id"], {})[row["step"]] = float(row["seconds"])
     return out
+
+
+def read_control(run_dir: str | os.PathLike) -> list[ControlRow]:
+    """Typed rows of ``intruder_control.csv`` ([] if absent)."""
+    return [ControlRow(r["arm_id"], r["variant"], float(r["lam"]), r["dataset"], r["metric"], float(r["value"]),
+                       int(r["n"])) for r in _read_raw(analysis_dir(run_dir) / CONTROL_CSV)]
 
 
 def read_spectral(run_dir: str | os.PathLike) -> list[SpectralRow]:

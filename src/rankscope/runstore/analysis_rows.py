@@ -25,6 +25,7 @@ import numpy as np
 SPECTRAL_COLUMNS = ("arm_id", "layer", "module", "metric", "value")
 REPRESENTATION_COLUMNS = ("arm_id", "layer", "metric", "value")
 ATTENTION_COLUMNS = ("arm_id", "layer", "head", "metric", "value")
+CONTROL_COLUMNS = ("arm_id", "variant", "lam", "dataset", "metric", "value", "n")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,21 @@ class AttentionRow:
     value: float
 
 
+@dataclass(frozen=True)
+class ControlRow:
+    """One score of an arm with its intruders scaled by ``lam`` or its update shrunk as much
+    (``variant`` intruder | uniform; rankscope.analysis.intruder_control). ``dataset`` is an evaluated
+    set (its primary metric), ``generic_text`` (``nll``) or ``weights`` (what the edit changed)."""
+
+    arm_id: str
+    variant: str
+    lam: float
+    dataset: str
+    metric: str
+    value: float
+    n: int
+
+
 @dataclass
 class ArmAnalysis:
     """Everything the analysis of one arm produces; plain data (numpy), cheap to pickle.
@@ -78,3 +94,4 @@ class ArmAnalysis:
     singular_values: dict[str, np.ndarray] = field(default_factory=dict)
     attention_maps: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+    control: list[ControlRow] = field(default_factory=list)  # only with analysis.intruder_control

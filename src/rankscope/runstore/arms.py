@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Method = Literal["base", "sft", "lora"]
+Method = Literal["base", "sft", "lora"]  # an imported full checkpoint is "sft", an imported adapter "lora"
+Stage = Literal["final", "candidate", "selected"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,18 @@ class ArmPlan:
     train_set: str | None = None
     lr: float | None = None
     targets: str | None = None
+    #: final: trained and evaluated on every set; candidate: one rate of a grid, trained and scored
+    #: on the validation split only; selected: the candidate whose rate won, evaluated from its
+    #: saved weights (rankscope.verdicts.learning_rates)
+    stage: Stage = "final"
+    # Arms trained outside rankscope (arms.imported): source "imported", their name and folder.
+    source: str = "rankscope"  # rankscope | imported
+    name: str | None = None  # the imported arm's name (arms.imported[].name)
+    path: str | None = None  # the imported adapter or checkpoint folder
+
+    @property
+    def imported(self) -> bool:
+        return self.source == "imported"
 
     def to_json(self) -> dict:
         return asdict(self)

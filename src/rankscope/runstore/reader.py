@@ -21,6 +21,7 @@ import numpy as np
 
 from rankscope.errors import RankscopeError
 from rankscope.verdicts.comparisons import Comparison
+from rankscope.verdicts.learning_rates import FINAL, RateSummary, rate_summary
 from rankscope.verdicts.recommend import Recommendation, recommend_all
 from rankscope.verdicts.run_dir import finished_arms, run_comparisons
 from rankscope.verdicts.settings import RuleSettings, rule_settings
@@ -49,6 +50,8 @@ class ResultRow:
     status: str
     relation: str = ""  # in | near | far ("" in runs written before the column existed)
     primary: bool | None = None  # this metric drives gain/forgetting on the set (None: not recorded)
+    lr: float | None = None  # the arm's learning rate (None in runs written before the column existed)
+    source: str = "rankscope"  # rankscope | imported (arms trained elsewhere; "" column in older runs)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,16 @@ class ArmInfo:
     lr: float | None = None
     status: str = "done"
     error: str | None = None
-    train: TrainInfo | None = None
+    train: TrainInfo | None = None  # None for base and imported arms (nothing trained here)
+    source: str = "rankscope"  # rankscope | imported (arms.imported: trained elsewhere)
+    name: str | None = None  # an imported arm's name
+    path: str | None = None  # an imported arm's adapter or checkpoint folder
+    stage: str = FINAL  # final | candidate | selected (rankscope.verdicts.learning_rates)
+
+    @property
+    def imported(self) -> str | None:
+        """The imported arm's name, None for arms rankscope trained."""
+        return (self.name or self.arm_id) if self.source == "imported" else None
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,7 @@ class RunStore:
     comparisons: list[Comparison] = field(default_factory=list)  # paired, from the item files
     recommendations: list[Recommendation] = field(default_factory=list)
     rule: RuleSettings = field(default_factory=RuleSettings)
+    rates: RateSummary = field(default_factory=RateSummary)  # learning-rate selection (grid runs)
 
     def failed_arms(self) -> list[ArmInfo]:
         """Arms whose arm.json or results.csv says they failed, in arm id order."""
@@ -173,6 +186,8 @@ def read_results(path: Path, notes: list[str]) -> list[ResultRow]:
                     n=_num(raw.get("n"), int), stderr=_num(raw.get("stderr")),
                     status=(raw.get("status") or "").strip(), relation=(raw.get("relation") or "").strip(),
                     primary=None if not (raw.get("primary") or "").strip() else raw["primary"].strip() in ("1", "true", "True"),
+                    lr=_num(raw.get("lr")),
+                    source=(raw.get("source") or "").strip() or "rankscope",
                 ))
             except (ValueError, TypeError, AttributeError) as exc:
                 notes.append(f"{path}:{line}: malformed row skipped ({exc})")
@@ -234,6 +249,8 @@ def _read_arms(arms_dir: Path, notes: list[str]) -> dict[str, ArmInfo]:
             targets=None if data.get("targets") is None else str(data.get("targets")),
             lr=_num(data.get("lr")), status=str(data.get("status") or "unknown"),
             error=None if data.get("error") is None else str(data.get("error")), train=train,
+            stage=str(data.get("stage") or FINAL),
+            source=str(data.get("source") or "rankscope"), name=_opt(data.get("name")), path=_opt(data.get("path")),
         )
         if arms[arm_id].status not in ("done", "failed"):
             notes.append(f"arm {arm_id}: status {arms[arm_id].status!r} (not finished)")
@@ -345,4 +362,6 @@ def _attach_verdicts(store: RunStore) -> None:
     if not store.comparisons and any(a.method != "base" and a.status == "done" for a in store.arms.values()):
         store.notes.append("no per-item records (arms/*/items/): intervals are unpaired and no rank is recommended; "
                            "rerun `rankscope run` on this run's config to score the items")
-    store.recommendations = recommend_all(store.comparisons, finished_arms(store.path), store.rule)
+    store.rates = rate_summary(store.path)
+    store.recommendations = [dataclasses.replace(r, warnings=tuple(store.rates.warnings(r.train_set)))
+                             for r in recommend_all(store.comparisons, finished_arms(store.path), store.rule)]

@@ -20,8 +20,8 @@ from rankscope.verdicts.comparisons import csv_cell
 from rankscope.verdicts.items import ITEMS_DIR, encode_items, items_path
 from rankscope.stats.summary import nll_delta
 
-RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "seed", "train_set", "dataset", "kind", "domain",
-                  "relation", "format", "metric", "value", "n", "stderr", "primary", "status"]
+RESULT_COLUMNS = ["arm_id", "method", "rank", "alpha", "lr", "seed", "train_set", "dataset", "kind", "domain",
+                  "relation", "format", "metric", "value", "n", "stderr", "primary", "status", "source"]
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,25 @@ class RunWriter:
     def is_done(self, arm_id: str, fingerprint: str) -> bool:
         record = self.read_arm(arm_id)
         folder = self.arm_dir(arm_id)
-        # An arm finished by a rankscope that kept no per-item records is redone to get them.
+        # An arm finished by a rankscope that kept no per-item records is redone to get them (a
+        # grid candidate has none: it is scored on the validation split only).
         return bool(record) and record.get("status") == "done" and record.get("eval_fingerprint") == fingerprint \
-            and (folder / "eval.json").is_file() and (folder / ITEMS_DIR).is_dir()
+            and (folder / "eval.json").is_file() \
+            and ((folder / ITEMS_DIR).is_dir() or record.get("stage") == "candidate")
+
+    def is_promoted(self, arm_id: str, fingerprint: str) -> bool:
+        """A selected grid candidate already evaluated on every set with this fingerprint."""
+        record = self.read_arm(arm_id)
+        return self.is_done(arm_id, fingerprint) and bool(record) and record.get("stage") == "selected"
+
+    def demote_arm(self, arm: ArmPlan, fingerprint: str) -> None:
+        """A candidate selected by an earlier run but not by this one (a seed or rate was added):
+        back to its validation scores only, so no stale test score enters the verdicts."""
+        folder = self.arm_dir(arm.arm_id)
+        payload = json.loads((folder / "eval.json").read_text())
+        self.write_json(arm.arm_id, "eval.json", {"datasets": {}, "validation": payload.get("validation")})
+        shutil.rmtree(folder / ITEMS_DIR, ignore_errors=True)
+        self.finish_arm(arm, fingerprint)
 
     # -- writes --------------------------------------------------------------------------------
     def write_config(self, text: str) -> None:
@@ -111,7 +127,7 @@ class RunWriter:
                 continue
             train_sets = list(targets_by_train_set) if arm.method == "base" else [arm.train_set]
             common = {"arm_id": arm.arm_id, "method": arm.method, "rank": arm.rank, "alpha": arm.alpha,
-                      "seed": arm.seed}
+                      "lr": arm.lr, "seed": arm.seed, "source": arm.source}
             if record.get("status") != "done":
                 for train_set in train_sets:
                     rows.append({**common, "train_set": train_set, "metric": "failed",
@@ -120,6 +136,7 @@ class RunWriter:
             payload = json.loads((self.arm_dir(arm.arm_id) / "eval.json").read_text())
             evaluation = payload["datasets"]
             for train_set in train_sets:
+                rows += validation_rows(common, train_set, payload.get("validation"))
                 rows += nll_rows(common, train_set, payload.get("nll"), base_nll)
                 for target in targets_by_train_set[train_set]:
                     scores = evaluation.get(target.dataset)
@@ -153,6 +170,18 @@ class RunWriter:
 
 
 GENERIC_TEXT = "generic_text"  # the dataset column of nll / nll_delta rows
+
+
+def validation_rows(common: dict, train_set: str, validation: dict | None) -> list[dict]:
+    """``val_accuracy`` and ``val_loss`` of a grid candidate on its training set's validation split
+    (never ``accuracy``: these rows pick the learning rate and do not enter gain or forgetting)."""
+    if not validation:
+        return []
+    place = {**common, "train_set": train_set, "dataset": validation["dataset"], "kind": validation.get("kind"),
+             "domain": "in", "relation": "in", "format": validation.get("format"), "primary": 0,
+             "status": "done"}
+    return [{**place, "metric": metric, "value": value["value"], "n": value["n"], "stderr": value["stderr"]}
+            for metric, value in validation["metrics"].items()]
 
 
 def nll_rows(common: dict, train_set: str, nll: dict | None, base_nll: dict | None) -> list[dict]:

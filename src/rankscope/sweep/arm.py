@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from rankscope.analysis import BaseReference, analyze_arm
 from rankscope.analysis.probes import Probes
@@ -21,6 +20,7 @@ from rankscope.analysis.base_cache import BASE_REFERENCE_DIR
 from rankscope.data.types import LoadedDataset
 from rankscope.evaluate.suite import evaluate_model
 from rankscope.models.arms import apply_lora, make_sft_copy, remove_lora
+from rankscope.models.weights import ADAPTER_FILE, SFT_WEIGHTS, load_adapter_weights, load_sft_weights, save_sft_weights
 from rankscope.models.load import load_base_model
 from rankscope.plan.estimate import ArmEstimate
 from rankscope.models.resolve import peft_base_reference
@@ -29,6 +29,7 @@ from rankscope.runstore.arms import ArmPlan
 from rankscope.train.loop import train_model
 from rankscope.train.memory import PeakMemory
 from rankscope.train.precision import PrecisionRecipe, resolve_precision
+from rankscope.sweep.validation import validation_scores
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class ArmRunner:
         self._probes: Probes | None = None
         self._reference: BaseReference | None = None
         self._shape = None
+        self._imported = None  # rankscope.sweep.imported.ImportedArmRunner, once an imported arm runs
 
     @property
     def precision(self) -> PrecisionRecipe:
@@ -121,12 +123,64 @@ class ArmRunner:
             self._reference_timed = True
         return analysis
 
-    def run(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
+    @property
+    def imported(self):
+        """Scores arms trained elsewhere on this runner's base (rankscope.sweep.imported)."""
+        if self._imported is None:
+            from rankscope.sweep.imported import ImportedArmRunner
+
+            self._imported = ImportedArmRunner(self)
+        return self._imported
+
+    def run(self, arm: ArmPlan, arm_dir: Path, weights_dir: Path | None = None) -> ArmOutput:
+        """``weights_dir``: where a ``selected`` arm's candidate saved its weights (default
+        ``arm_dir``); a selected arm is evaluated from them instead of trained again."""
+        if arm.imported:
+            done = self.imported.run(arm)
+            return ArmOutput(evaluation=done.evaluation, analysis=done.analysis, items=done.items)
+        if self._imported is not None:
+            self._imported.close()  # the base without imported adapters before a trained arm wraps it
         if arm.method == "base":
             return self._run_base(arm)
         if arm.method == "lora":
-            return self._run_lora(arm, arm_dir)
-        return self._run_sft(arm, arm_dir)
+            return self._run_lora(arm, arm_dir, weights_dir or arm_dir)
+        return self._run_sft(arm, arm_dir, weights_dir or arm_dir)
+
+    def _validate(self, arm: ArmPlan, model: torch.nn.Module) -> dict:
+        """A grid candidate's validation scores (rankscope.sweep.validation), in the recipe's dtype."""
+        data = self.context.data
+        dataset = data.train_sets[arm.train_set]
+        primary = next((t.primary_metric for t in data.targets[arm.train_set] if t.dataset == arm.train_set),
+                       "accuracy")
+        with self.precision.autocast(self.context.device):
+            return validation_scores(model, self.context.tokenizer, dataset,
+                                     self.context.encoded_validation(arm.train_set), self.context.config.eval,
+                                     primary)
+
+    def _score(self, arm: ArmPlan, model: torch.nn.Module, training: dict | None) -> ArmOutput:
+        """A candidate is scored on the validation split only (the test split never picks a rate);
+        every other arm on its evaluation sets, then analysed."""
+        if arm.stage == "candidate":
+            validation = self._validate(arm, model)
+            return ArmOutput(evaluation={"datasets": {}, "validation": validation,
+                                         "eval_time_s": validation["time_s"]}, training=training)
+        items: dict[str, list[dict]] = {}
+        evaluation = self._evaluate(arm, model, items)
+        analysis = self._control(arm, model, evaluation, self._analyze(arm, model))
+        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)
+
+    def _control(self, arm: ArmPlan, model: torch.nn.Module, evaluation: dict,
+                 analysis: ArmAnalysis | None) -> ArmAnalysis | None:
+        """``analysis.intruder_control``: scale the intruders vs a uniform shrink, re-evaluate (opt-in)."""
+        spec = self.context.config.analysis
+        if analysis is None or not spec.intruder_control or self._reference is None:
+            return analysis
+        from rankscope.sweep.intruder_control import intruder_control
+
+        analysis.control = intruder_control(arm.arm_id, model, self._reference.weights, evaluation,
+                                            lambda m: self._evaluate(arm, m, {}), spec.intruder_k,
+                                            spec.intruder_threshold)
+        return analysis
 
     def _run_base(self, arm: ArmPlan) -> ArmOutput:
         base = self.context.base
@@ -156,7 +210,7 @@ class ArmRunner:
         result.peak_memory_arm_mb = round(memory.arm_mb, 1)
         return model, result.to_json()
 
-    def _run_lora(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
+    def _run_lora(self, arm: ArmPlan, arm_dir: Path, weights_dir: Path) -> ArmOutput:
         self._analysis_reference()
         holder: list[torch.nn.Module] = []
 
@@ -164,22 +218,26 @@ class ArmRunner:
             holder.append(apply_lora(self.context.base.model, self.context.config.arms.lora, arm.rank, arm.seed))
             return holder[0]
 
-        items: dict[str, list[dict]] = {}
+        adapter = weights_dir / "adapter" / ADAPTER_FILE
         try:
-            model, training = self._train(arm, make_model)
-            evaluation = self._evaluate(arm, model, items)
-            analysis = self._analyze(arm, model)
-            # a base model reference peft can resolve (the default model's hub id, not its GGUF folder)
-            adapter_config = model.peft_config["default"]
-            adapter_config.base_model_name_or_path = peft_base_reference(self.context.config.model)
-            adapter_config.revision = self.context.config.model.revision
-            # rankscope never resizes the vocabulary, so the base embeddings need not be saved; "auto"
-            # would ask the hub for the base config to find out (a network call in an offline run).
-            model.save_pretrained(arm_dir / "adapter", safe_serialization=True, save_embedding_layers=False)
+            if arm.stage == "selected" and adapter.is_file():  # the candidate's trained factors
+                model, training = make_model(), None
+                load_adapter_weights(model, adapter)
+            else:  # selected without saved factors (a remote worker that cannot read them): retrain
+                model, training = self._train(arm, make_model)
+            output = self._score(arm, model, training)
+            if training is not None:
+                # a base model reference peft can resolve (the default model's hub id, not its GGUF folder)
+                adapter_config = model.peft_config["default"]
+                adapter_config.base_model_name_or_path = peft_base_reference(self.context.config.model)
+                adapter_config.revision = self.context.config.model.revision
+                # rankscope never resizes the vocabulary, so the base embeddings need not be saved; "auto"
+                # would ask the hub for the base config to find out (a network call in an offline run).
+                model.save_pretrained(arm_dir / "adapter", safe_serialization=True, save_embedding_layers=False)
         finally:
             if holder:
                 self.context.replace_base_model(remove_lora(holder[0]))
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)
+        return output
 
     def _sft_model(self, arm: ArmPlan) -> torch.nn.Module:
         """A trainable copy beside the resident base, or, when the plan says the copy does not
@@ -218,37 +276,29 @@ class ArmRunner:
             model.load_state_dict(load_file(str(Path(out) / WEIGHTS_FILE)), strict=False)  # tied weights once
             if config.sweep.save_weights:
                 shutil.move(str(Path(out) / WEIGHTS_FILE), str(arm_dir / "model.safetensors"))
-        items: dict[str, list[dict]] = {}
         try:
-            evaluation = self._evaluate(arm, model, items)
-            analysis = self._analyze(arm, model)
+            return self._score(arm, model, training)
         finally:
             del model
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)
 
-    def _run_sft(self, arm: ArmPlan, arm_dir: Path) -> ArmOutput:
+    def _run_sft(self, arm: ArmPlan, arm_dir: Path, weights_dir: Path) -> ArmOutput:
         self._analysis_reference()
         gpus = self.estimate(arm).gpus
-        if gpus > 1:
+        saved = weights_dir / SFT_WEIGHTS
+        if gpus > 1 and not (arm.stage == "selected" and saved.is_file()):
             return self._run_sft_sharded(arm, arm_dir, gpus)
         if not self.estimate(arm).base_resident:
             self.context.drop_base_model()  # before measuring: the arm's own memory excludes it
         model = None
-        items: dict[str, list[dict]] = {}
         try:
-            model, training = self._train(arm, lambda: self._sft_model(arm))
-            evaluation = self._evaluate(arm, model, items)
-            analysis = self._analyze(arm, model)
-            if self.context.config.sweep.save_weights:
-                # Tied weights (embeddings = output head) are stored once.
-                state = {}
-                seen: set[int] = set()
-                for name, tensor in model.state_dict().items():
-                    if tensor.data_ptr() in seen:
-                        continue
-                    seen.add(tensor.data_ptr())
-                    state[name] = tensor.detach().to("cpu").contiguous()
-                save_file(state, str(arm_dir / "model.safetensors"), metadata={"format": "pt"})
+            if arm.stage == "selected" and saved.is_file():  # the candidate's trained weights
+                model, training = self._sft_model(arm), None
+                load_sft_weights(model, saved)
+            else:
+                model, training = self._train(arm, lambda: self._sft_model(arm))
+            output = self._score(arm, model, training)
+            if training is not None and self.context.config.sweep.save_weights:
+                save_sft_weights(model, arm_dir / SFT_WEIGHTS)
         finally:
             del model
-        return ArmOutput(evaluation=evaluation, training=training, analysis=analysis, items=items)
+        return output

@@ -69,10 +69,23 @@ def evaluation_targets(config: RankscopeConfig, infos: dict[str, TaskInfo],
     return targets
 
 
+def trains_arms(config: RankscopeConfig) -> bool:
+    """Whether any arm trains here; with only imported arms a training set is just the in-domain
+    reference, loaded like an evaluation set (no training rows needed, the same test rows as
+    ``rankscope eval``)."""
+    return config.arms.sft or config.arms.lora is not None
+
+
 def load_sweep_data(config: RankscopeConfig) -> SweepData:
     train_sets: dict[str, LoadedDataset] = {}
     for spec in config.data.train:
-        dataset = load_dataset(spec, seed=config.data.seed, for_training=True)
+        dataset = load_dataset(spec, seed=config.data.seed, for_training=trains_arms(config))
+        if not trains_arms(config):
+            if not dataset.test:
+                raise DatasetError(f"data.train: {spec.name}", "has no test rows for the in-domain evaluation",
+                                   "check its path, split or n_test")
+            train_sets[spec.name] = dataset
+            continue
         if not dataset.train:
             raise DatasetError(f"data.train: {spec.name}", "has no training rows",
                                "use a dataset with a train split, or list it under data.eval")
@@ -149,6 +162,16 @@ class SweepContext:
                 self.tokenizer, dataset.train, dataset.info.train_length(self.config.train.max_length)
             )
         return self._encoded[train_set]
+
+    def encoded_validation(self, train_set: str) -> list[EncodedExample]:
+        """The validation rows tokenized like the training rows (for ``val_loss``), once per sweep."""
+        key = f"{train_set}\x00validation"
+        if key not in self._encoded:
+            dataset = self.data.train_sets[train_set]
+            self._encoded[key] = encode_examples(
+                self.tokenizer, dataset.validation, dataset.info.train_length(self.config.train.max_length)
+            )
+        return self._encoded[key]
 
     def replace_base_model(self, model) -> None:
         """After a LoRA arm, peft's ``unload()`` hands the (unchanged) base model back."""

@@ -67,7 +67,8 @@ class LocalExecutor:
 
     def run(self, arms: list[ArmPlan]) -> Iterator[ArmResult]:
         for arm in arms:
-            arm_dir = self.store.start_arm(arm)
+            # a selected candidate keeps its folder: its weights and validation scores are in it
+            arm_dir = self.store.arm_dir(arm.arm_id) if arm.stage == "selected" else self.store.start_arm(arm)
             try:
                 yield ArmResult(arm=arm, output=self.runner.run(arm, arm_dir))
             except KeyboardInterrupt:
@@ -118,10 +119,12 @@ def release_worker_memory() -> None:
 
 
 def run_arm_in_worker(config_json: dict, arm_json: dict, threads: int | None, staging: str | None = None,
-                      release: bool = False) -> ArmResult:
+                      release: bool = False, weights_dir: str | None = None) -> ArmResult:
     """Body of a Ray task. A CPU worker keeps its base model and base analysis between arms of the
     same sweep; a GPU worker (``release``) drops them when its arm ends and then exits.
-    ``threads`` = the task's CPUs (torch otherwise sizes its pool to the whole node)."""
+    ``threads`` = the task's CPUs (torch otherwise sizes its pool to the whole node).
+    ``weights_dir``: a selected candidate's folder in the run directory; a worker that cannot read
+    it trains the arm again with the same seed and rate."""
     import torch
 
     if threads:
@@ -135,7 +138,7 @@ def run_arm_in_worker(config_json: dict, arm_json: dict, threads: int | None, st
         runner = _WORKER_STATE[key] = ArmRunner(SweepContext(config))
     try:
         with tempfile.TemporaryDirectory(prefix="rankscope-arm-") as tmp:
-            output = runner.run(arm, Path(tmp))
+            output = runner.run(arm, Path(tmp), Path(weights_dir) if weights_dir else None)
             files, staged = _files_under(Path(tmp), staging)
             return ArmResult(arm=arm, output=output, files=files, staged=staged, worker_pid=os.getpid())
     except Exception as error:
@@ -220,8 +223,10 @@ class RayExecutor:
         for arm in arms:
             gpus = self._gpus(arm.method, total)
             task = exiting if gpus > 0 else cached
+            weights = str(Path(self.run_dir).resolve() / "arms" / arm.arm_id) \
+                if arm.stage == "selected" and self.run_dir is not None else None
             ref = task.options(num_cpus=spec.cpus_per_arm, num_gpus=gpus, max_retries=0).remote(
-                config_json, arm.to_json(), threads, self.staging_dir(arm), gpus > 0)
+                config_json, arm.to_json(), threads, self.staging_dir(arm), gpus > 0, weights)
             pending[ref] = arm
         try:
             while pending:

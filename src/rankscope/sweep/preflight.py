@@ -57,6 +57,10 @@ class Preflight:
 def check_model(config: RankscopeConfig) -> tuple[ResolvedModel, list[str]]:
     """Resolve the model and, when LoRA arms are planned, the module names their adapters wrap."""
     resolved = resolve_model(config.model)
+    if config.arms.imported:  # an adapter or checkpoint that does not fit the base: refused now
+        from rankscope.sweep.imported import check_imported
+
+        check_imported(config, meta_model(config.model, resolved))
     if config.arms.lora is None:
         return resolved, []
     from rankscope.models.arms import resolve_targets

@@ -42,17 +42,20 @@ class ArmRef:
     lr: float | None = None
     seed: int | None = None
     train_set: str | None = None
+    imported: str | None = None  # an imported arm's name (arms.imported): its own group
 
     @property
     def group(self) -> str:
-        """The arm group (method, rank, alpha, lr): arms that differ only in seed."""
+        """The arm group (method, rank, alpha, lr): arms that differ only in seed. An imported arm is
+        a group of its own, named after it (two adapters at one rank are not seeds of one arm)."""
         if self.method == "base":
             return "base"
         lr = f"-lr{self.lr:g}" if self.lr is not None else ""
+        name = f"-imported-{self.imported}" if self.imported else ""
         if self.method == "lora":
             alpha = f"-a{self.alpha:g}" if self.alpha is not None else ""
-            return f"lora-r{self.rank}{alpha}{lr}"
-        return f"{self.method}{lr}"
+            return f"lora-r{self.rank}{alpha}{lr}{name}"
+        return f"{self.method}{lr}{name}"
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,9 @@ def build_comparisons(arms: list[ArmRef], targets: dict[str, list[TargetRef]], l
             return cache[(group, dataset)]
 
         best = _best_group(groups, [t for t in sets if t.relation == "in"], outcomes)
-        sft = next((g for g, members in groups.items() if members[0].method == "sft"), None)
+        # the vs_sft reference: rankscope's own full fine-tuning, else an imported full checkpoint
+        sft = next((g for g, members in groups.items() if members[0].method == "sft" and not members[0].imported),
+                   None) or next((g for g, members in groups.items() if members[0].method == "sft"), None)
         for target in sets:
             for metric in METRIC_FIELDS:
                 pairs: list[tuple[str, str, str]] = []  # (comparison, group_a, group_b)
@@ -175,7 +180,8 @@ def build_comparisons(arms: list[ArmRef], targets: dict[str, list[TargetRef]], l
 
 
 def _order(arm: ArmRef) -> tuple:
-    return ({"base": 0, "lora": 1, "sft": 2}.get(arm.method, 3), arm.rank or 0, arm.alpha or 0.0, arm.lr or 0.0)
+    return ({"base": 0, "lora": 1, "sft": 2}.get(arm.method, 3), arm.rank or 0, arm.alpha or 0.0, arm.lr or 0.0,
+            arm.imported or "")
 
 
 def _best_group(groups: dict[str, list[ArmRef]], in_sets: list[TargetRef], outcomes) -> str | None:

@@ -60,6 +60,9 @@ class Recommendation:
     forgetting_margin: float | None = None
     confidence: float | None = None
     needed_items: dict[str, int] = field(default_factory=dict)
+    #: about the learning rates behind the arms (rankscope.verdicts.learning_rates): untuned rates,
+    #: a best rate at the edge of its grid
+    warnings: tuple[str, ...] = ()
 
     @property
     def headline(self) -> str:
@@ -74,7 +77,7 @@ class Recommendation:
         return {"train_set": self.train_set, "rank": self.rank, "decided": self.decided, "arm_group": self.label,
                 "rule": self.rule, "test": self.test, "gain_margin": self.gain_margin,
                 "forgetting_margin": self.forgetting_margin, "confidence": self.confidence,
-                "reason": self.reason, "needed_items": self.needed_items}
+                "reason": self.reason, "needed_items": self.needed_items, "warnings": list(self.warnings)}
 
 
 def _pp(x: float) -> str:

@@ -8,6 +8,7 @@ the store (docs/run-store.md): no torch, no model.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from rankscope.atomic import atomic_write_json, atomic_write_text
 from rankscope.verdicts.comparisons import (ArmRef, Comparison, TargetRef, build_comparisons,
                                             comparisons_csv)
 from rankscope.verdicts.items import find_items, read_items
+from rankscope.verdicts.learning_rates import CANDIDATE, rate_summary
 from rankscope.verdicts.recommend import recommend_all
 from rankscope.verdicts.settings import RuleSettings, rule_settings
 
@@ -28,11 +30,12 @@ def finished_arms(run_dir: Path) -> list[ArmRef]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if data.get("status") != "done":
+        if data.get("status") != "done" or data.get("stage") == CANDIDATE:  # a candidate is scored on validation only
             continue
         arms.append(ArmRef(arm_id=str(data.get("arm_id") or path.parent.name), method=str(data.get("method")),
                            rank=data.get("rank"), alpha=data.get("alpha"), lr=data.get("lr"),
-                           seed=data.get("seed"), train_set=data.get("train_set")))
+                           seed=data.get("seed"), train_set=data.get("train_set"),
+                           imported=data.get("name") if data.get("source") == "imported" else None))
     return arms
 
 
@@ -95,7 +98,9 @@ def write_verdicts(run_dir: Path, rows: list[Comparison] | None = None) -> tuple
     if rows is None:
         rows = run_comparisons(run_dir, settings)
     atomic_write_text(run_dir / COMPARISONS, comparisons_csv(rows))
-    recommendations = recommend_all(rows, finished_arms(run_dir), settings)
+    rates = rate_summary(run_dir)
+    recommendations = [dataclasses.replace(r, warnings=tuple(rates.warnings(r.train_set)))
+                       for r in recommend_all(rows, finished_arms(run_dir), settings)]
     payload = [r.to_json() for r in recommendations]
     atomic_write_json(run_dir / RECOMMENDATION, payload[0] if len(payload) == 1 else payload)
     return rows, recommendations
