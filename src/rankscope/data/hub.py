@@ -11,6 +11,12 @@ from rankscope.data.rows import Record
 from rankscope.errors import DatasetError
 
 
+def split_hub_id(text: str) -> tuple[str, str | None]:
+    """``"org/name:config"`` -> ``("org/name", "config")``."""
+    hub_id, _, config = text.partition(":")
+    return hub_id, config or None
+
+
 def hub_label(hub_id: str, config: str | None, split: str) -> str:
     return f"hub:{hub_id}{'/' + config if config else ''}[{split}]"
 

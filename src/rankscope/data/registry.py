@@ -13,51 +13,36 @@ Where a dataset comes from (``DatasetSpec.source``, or inferred when left empty)
   :mod:`rankscope.data.lm_eval_tasks`. The name stays a plain key (e.g. ``arc_easy_lm``);
   ``data_files:`` runs the task on a local copy in its schema, ``num_fewshot:`` (default 0).
 
-Seeds: builtin sets are fixed datasets, generated with :data:`GENERATION_SEED` like a published
-benchmark; the run ``seed`` only chooses which rows ``n_train``/``n_test`` sample (a seeded
-permutation, see :mod:`rankscope.data.sampling`). ``test_seed`` lets a caller keep one test sample
-for every training seed.
+Rows from a file, a folder or the hub all become Examples the same way: a field map (the user's
+``fields:``, or the benchmark's declared schema) read by the one converter,
+:func:`rankscope.data.fieldmap.to_example`; see docs/architecture.md, "The data layer".
+
+Seeds: builtin sets are fixed datasets, generated with
+:data:`~rankscope.data.builtin_sets.GENERATION_SEED` like a published benchmark; the run ``seed``
+only chooses which rows ``n_train``/``n_test`` sample (a seeded permutation, see
+:mod:`rankscope.data.sampling`). ``test_seed`` lets a caller keep one test sample for every
+training seed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from rankscope.config import DatasetSpec, FieldMap, did_you_mean
-from rankscope.data import benchmarks, builtin_reasoning, builtin_recall
+from rankscope.config import DatasetSpec, did_you_mean
+from rankscope.data import upstream
 from rankscope.data.benchmarks import BENCHMARKS, Benchmark
-from rankscope.data.hub import load_hub_records
+from rankscope.data.builtin_sets import BUILTINS, GENERATION_SEED, Split
+from rankscope.data.hub import load_hub_records, split_hub_id
 from rankscope.data.lm_eval_tasks import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
-from rankscope.data.rows import convert_rows
 from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
 from rankscope.data.solutions import apply_target_policy
 from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
+from rankscope.data.user_files import infer_answer_type, load_mapped, load_user_file
 from rankscope.data.validation import carve_validation, check_disjoint, without_questions
-from rankscope.data.user_files import infer_answer_type, load_user_file, row_converter
 from rankscope.errors import DatasetError
-
-#: Seed the builtin generators run with: a builtin name always means the same questions.
-GENERATION_SEED = 0
-
-Split = tuple[list[Example], list[Example]]
-
-
-@dataclass(frozen=True)
-class BuiltinSet:
-    """A builtin dataset: ``generate(n_train, n_test, seed) -> (train, test)``."""
-
-    name: str
-    kind: Kind
-    format: Format
-    answer_type: AnswerType
-    description: str
-    generate: Callable[[int, int, int], Split]
-    default_train: int = 0
-    default_test: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,35 +61,6 @@ class DatasetEntry:
     def to_json(self) -> dict[str, object]:
         """Plain dict for ``rankscope datasets list --json``."""
         return asdict(self)
-
-
-def _recall(make: Callable[[int], list[Example]]) -> Callable[[int, int, int], Split]:
-    return lambda n_train, n_test, seed: ([], make(seed))
-
-
-BUILTINS: dict[str, BuiltinSet] = {b.name: b for b in (
-    BuiltinSet("arith_chain", "reasoning", "generative", "number",
-               "Two-step add/subtract word problems, results 0-99, target a worked solution (the demo's training task).",
-               builtin_reasoning.arith_chain, 2000, 500),
-    BuiltinSet("arith_mc", "reasoning", "mc", "text",
-               "'What is 17 + 25 - 9?' with 4 nearby numeric choices (arithmetic in another format).",
-               builtin_reasoning.arith_mc, 2000, 500),
-    BuiltinSet("unit_conv", "reasoning", "generative", "number",
-               "Unit conversions ('How many minutes are in 3 hours?'), some with a remainder step.",
-               builtin_reasoning.unit_conv, 2000, 500),
-    BuiltinSet("capitals", "recall", "mc", "text",
-               "Country capitals agreed by countryinfo and GeoNames, 4 choices.",
-               _recall(builtin_recall.capitals)),
-    BuiltinSet("capitals_gen", "recall", "generative", "text",
-               "Country capitals agreed by countryinfo and GeoNames, answered in words.",
-               _recall(builtin_recall.capitals_gen)),
-    BuiltinSet("element_symbols", "recall", "mc", "text",
-               "Chemical element symbols from mendeleev, 4 choices.",
-               _recall(builtin_recall.element_symbols)),
-    BuiltinSet("currencies", "recall", "mc", "text",
-               "Country currencies (ISO code agreed by countryinfo and GeoNames), 4 choices.",
-               _recall(builtin_recall.currencies)),
-)}
 
 
 def _known_names(name: str | None = None) -> str:
@@ -208,7 +164,7 @@ def _load_file(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
     bench = BENCHMARKS.get(spec.name)
     if bench is not None and spec.fields is None:
         _check_format(spec, bench.format)
-        split = benchmarks.load_local(bench, path, spec.split, spec.subjects, spec.on_bad_row, for_training)
+        split = upstream.load_local(bench, path, spec.split, spec.subjects, spec.on_bad_row, for_training)
         info = TaskInfo(spec.name, spec.kind or bench.kind, bench.format, bench.answer_type, bench.description, "file")
         return info, split
     fmt, kind = _require_format_kind(spec, bench)
@@ -238,7 +194,7 @@ def _load_hub(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
     bench = BENCHMARKS.get(spec.name)
     if bench is not None and spec.fields is None:
         _check_format(spec, bench.format)
-        split = benchmarks.load_hub(bench, spec.path, spec.split, spec.subjects, spec.on_bad_row, for_training)
+        split = upstream.load_hub(bench, spec.path, spec.split, spec.subjects, spec.on_bad_row, for_training)
         info = TaskInfo(spec.name, spec.kind or bench.kind, bench.format, bench.answer_type, bench.description, "hub")
         return info, split
     fmt, kind = _require_format_kind(spec, bench)
@@ -246,14 +202,13 @@ def _load_hub(spec: DatasetSpec, for_training: bool) -> tuple[TaskInfo, Split]:
         raise DatasetError(f"dataset {spec.name!r}: subjects", "subjects: applies to mmlu and medmcqa only",
                            "remove subjects:")
     if spec.path:
-        repo, config = benchmarks.split_hub_id(spec.path)
+        repo, config = split_hub_id(spec.path)
     else:  # resolve_source guarantees a benchmark here
         assert bench is not None
         repo, config = bench.hub_id, bench.hub_config
     split = spec.split or "test"
     records = load_hub_records(repo, config, split)
-    convert = row_converter(spec.fields or FieldMap(), fmt, spec.name)
-    test = convert_rows(records, convert, spec.on_bad_row, f"hub:{repo}[{split}]")
+    test = load_mapped(records, spec.fields, fmt, spec.name, spec.on_bad_row, f"hub:{repo}[{split}]")
     answer_type = bench.answer_type if bench else infer_answer_type(test, fmt)
     return TaskInfo(spec.name, kind, fmt, answer_type, f"hub dataset {repo}", "hub"), ([], test)
 
@@ -324,9 +279,9 @@ def _own_validation(spec: DatasetSpec, source: str, test: list[Example]) -> list
             path = Path(spec.path or "")
             if not path.is_dir():
                 return []  # one file is one split
-            _, rows = benchmarks.load_local(bench, path, "validation", spec.subjects, spec.on_bad_row, False)
+            _, rows = upstream.load_local(bench, path, "validation", spec.subjects, spec.on_bad_row, False)
         else:
-            _, rows = benchmarks.load_hub(bench, spec.path, "validation", spec.subjects, spec.on_bad_row, False)
+            _, rows = upstream.load_hub(bench, spec.path, "validation", spec.subjects, spec.on_bad_row, False)
     except DatasetError:  # no validation split here: carve one
         return []
     return rows

@@ -1,4 +1,9 @@
-"""User data files (JSONL, JSON, CSV/TSV, parquet) mapped to Examples through ``fields:``.
+"""User data files (JSONL, JSON, CSV/TSV, parquet) and hub datasets mapped through ``fields:``.
+
+The user's :class:`~rankscope.config.FieldMap` becomes a :class:`~rankscope.data.fieldmap.RowMap`
+and the rows go through the one converter every source shares
+(:func:`~rankscope.data.fieldmap.to_example`); what this module adds is what only a user's own map
+needs: a missing column explained with a suggested ``fields:`` line, and the answer type inferred.
 
 Field mapping (:class:`~rankscope.config.FieldMap`): ``question``, ``answer``, and optionally
 ``choices``, ``aliases`` and ``id`` name columns; a name may be a dotted path into nested JSON
@@ -7,7 +12,7 @@ Field mapping (:class:`~rankscope.config.FieldMap`): ``question``, ``answer``, a
 A mapped column a row lacks is reported with the row's columns and a suggested ``fields:`` line.
 
 multiple choice: ``answer`` is a 0-based index, a letter A-Z, or the text of a choice (see
-:func:`~rankscope.data.rows.resolve_gold` for how ambiguous text is read).
+:func:`~rankscope.data.values.resolve_gold` for how ambiguous text is read).
 generative: ``answer`` is a string, or a list whose first item is the answer and the rest are
 aliases; an ``aliases`` column adds more. A generative file whose every answer is a number is
 scored as numbers (``answer_type: number``), otherwise as SQuAD-normalized text.
@@ -18,35 +23,14 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from rankscope.config import FieldMap
+from rankscope.data.fieldmap import RowMap, Schema, record_converter
 from rankscope.data.readers import read_records
-from rankscope.data.rows import (
-    OnBadRow,
-    Record,
-    RowError,
-    aliases_value,
-    choices_value,
-    convert_rows,
-    get_field,
-    get_optional,
-    mc_example,
-    resolve_gold,
-    text_value,
-)
+from rankscope.data.rows import OnBadRow, Record, RowError, convert_rows
 from rankscope.data.types import AnswerType, Example, Format
-
-
-def _choices(row: object, key: str | list[str]) -> tuple[str, ...]:
-    if isinstance(key, list) or "," in key:  # several columns, one choice each
-        columns = key if isinstance(key, list) else [c.strip() for c in key.split(",") if c.strip()]
-        if len(columns) == 1:
-            return choices_value(get_field(row, columns[0]), columns[0])
-        return tuple(text_value(get_field(row, c), c) for c in columns)
-    return choices_value(get_field(row, key), key)
-
 
 #: Column names that usually hold each field, for the suggested ``fields:`` line.
 _USUAL = {
@@ -94,7 +78,7 @@ def suggest_fields(columns: list[str], fmt: Format) -> str:
     return "fields: {" + ", ".join(f"{k}: {picked[k]}" for k in wanted) + "}"
 
 
-def _missing_field_fix(row: dict, error: RowError, fmt: Format, first_row: bool) -> RowError:
+def _missing_field_fix(row: Mapping, error: RowError, fmt: Format, first_row: bool) -> RowError:
     """A mapped column the row lacks: name the row's columns; on the first row the mapping is the
     likely mistake, so the fix is a ready ``fields:`` line (later rows: fix or skip the row)."""
     columns = [str(c) for c in row]
@@ -103,43 +87,21 @@ def _missing_field_fix(row: dict, error: RowError, fmt: Format, first_row: bool)
     return RowError(error.field, f"missing; the row's columns are {columns}", fix)
 
 
-def row_converter(fields: FieldMap, fmt: Format, name: str) -> Callable[[Record], Example]:
-    """A function turning one mapped row into an Example (raises RowError on bad rows)."""
-    choices_key = fields.choices or "choices"
+def explain_missing(convert: Callable[[Record], Example], fmt: Format) -> Callable[[Record], Example]:
+    """``convert``, with a missing mapped column explained (see :func:`_missing_field_fix`). Only a
+    user's own map gets this: when the map is the user's, a missing column most likely means the
+    map is wrong; a benchmark's map is ours, so there the row is."""
 
-    def convert(record: Record) -> Example:
-        row = record.data
-        if not isinstance(row, dict):
-            raise RowError("row", f"expected an object with named fields, got {type(row).__name__}")
+    def explained(record: Record) -> Example:
         try:
-            return convert_mapped(record, row)
+            return convert(record)
         except RowError as error:
-            if error.problem == "missing" and error.field.split(".")[0] not in row:
+            row = record.data
+            if error.problem == "missing" and isinstance(row, Mapping) and error.field.split(".")[0] not in row:
                 raise _missing_field_fix(row, error, fmt, first_row=record.index == 0) from None
             raise
 
-    def convert_mapped(record: Record, row: dict) -> Example:
-        question = text_value(get_field(row, fields.question), fields.question)
-        raw_id = get_optional(row, fields.id)
-        uid = str(raw_id) if raw_id not in (None, "") else f"{name}-{record.index}"
-        if fmt == "mc":
-            choices = _choices(row, choices_key)
-            gold = resolve_gold(get_field(row, fields.answer), choices, fields.answer)
-            return mc_example(question, choices, gold, uid)
-        raw_answer = get_field(row, fields.answer)
-        is_list = isinstance(raw_answer, (list, tuple))
-        if is_list or (isinstance(raw_answer, str) and raw_answer.strip().startswith("[")):
-            answers = aliases_value(raw_answer, fields.answer, answer="")
-            if not answers:
-                raise RowError(fields.answer, "empty list of answers")
-            answer, extra = answers[0], answers[1:]
-        else:
-            answer, extra = text_value(raw_answer, fields.answer), ()
-        aliases = aliases_value(get_optional(row, fields.aliases), fields.aliases or "aliases", answer)
-        merged = tuple(dict.fromkeys(a for a in (*extra, *aliases) if a != answer))
-        return Example(question=question, answer=answer, aliases=merged, uid=uid)
-
-    return convert
+    return explained
 
 
 def infer_answer_type(examples: Iterable[Example], fmt: Format) -> AnswerType:
@@ -153,8 +115,13 @@ def infer_answer_type(examples: Iterable[Example], fmt: Format) -> AnswerType:
     return "text"
 
 
-def load_user_file(path: Path, fields: FieldMap | None, fmt: Format, name: str,
-                   on_bad_row: OnBadRow, records: list[Record] | None = None) -> list[Example]:
-    """Examples from one user file (``records`` may be given, e.g. rows fetched from the hub)."""
-    rows = read_records(path) if records is None else records
-    return convert_rows(rows, row_converter(fields or FieldMap(), fmt, name), on_bad_row, str(path))
+def load_mapped(records: Iterable[Record], fields: FieldMap | None, fmt: Format, name: str,
+                on_bad_row: OnBadRow, source: str) -> list[Example]:
+    """Examples from rows mapped by a user's ``fields:`` (a user file's rows, or a hub dataset's)."""
+    schema = Schema(RowMap.from_field_map(fields or FieldMap(), fmt))
+    return convert_rows(records, explain_missing(record_converter(schema, name), fmt), on_bad_row, source)
+
+
+def load_user_file(path: Path, fields: FieldMap | None, fmt: Format, name: str, on_bad_row: OnBadRow) -> list[Example]:
+    """Examples from one user file."""
+    return load_mapped(read_records(path), fields, fmt, name, on_bad_row, str(path))
