@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -75,3 +76,19 @@ def tiny(tiny_model_dir):
     from rankscope.models.load import load_base_model
 
     return load_base_model(ModelSpec(id=str(tiny_model_dir)))
+
+
+class OneLinearModel(nn.Module):
+    """A model with one weight matrix where the analysis looks for it (``model.layers.0.proj``)."""
+
+    def __init__(self, W: torch.Tensor):  # W: [out, in]
+        super().__init__()
+        self.model = nn.Module()
+        self.model.layers = nn.ModuleList([nn.Module()])
+        self.model.layers[0].proj = nn.Linear(W.shape[1], W.shape[0], bias=False)
+        with torch.no_grad():
+            self.model.layers[0].proj.weight.copy_(W)
+
+
+def one_linear_model(W: torch.Tensor) -> nn.Module:
+    return OneLinearModel(W)

@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from rankscope.analysis.intruder_null import (
     null_rate,
@@ -20,6 +19,7 @@ from rankscope.analysis.intruder_null import (
     null_rate_single,
 )
 from rankscope.analysis.weight_spectra import SpectralSettings, grid_name, null_name, weight_update_spectra
+from conftest import one_linear_model
 
 
 @pytest.mark.parametrize("d,eps", [(8, 0.3), (64, 0.1), (64, 0.2), (576, 0.05)])
@@ -57,16 +57,6 @@ def test_bad_null_input_is_one_clear_error():
         null_rate_single(4, 0.0)
 
 
-class _One(nn.Module):
-    def __init__(self, W: torch.Tensor):
-        super().__init__()
-        self.model = nn.Module()
-        self.model.layers = nn.ModuleList([nn.Module()])
-        self.model.layers[0].proj = nn.Linear(W.shape[1], W.shape[0], bias=False)
-        with torch.no_grad():
-            self.model.layers[0].proj.weight.copy_(W)
-
-
 def _rows(result) -> dict[str, float]:
     return {r.metric: r.value for r in result.rows}
 
@@ -83,7 +73,7 @@ def test_planted_intruder_counts_energy_and_null():
     dW = 50.0 * torch.outer(Q[:, 44], v / v.norm())  # [d_out, d_in], orthogonal to every left vector of W_0
     base = {"model.layers.0.proj.weight": W0}
     eps_grid = (0.1, 0.5, 0.9)
-    result = weight_update_spectra("sft", _One(W0 + dW), base, intruder_k=5, intruder_threshold=0.5,
+    result = weight_update_spectra("sft", one_linear_model(W0 + dW), base, intruder_k=5, intruder_threshold=0.5,
                                    settings=SpectralSettings(method="exact", device="cpu"),
                                    intruder_grid_k=(1, 5), intruder_grid_eps=eps_grid)
     rows = _rows(result)
@@ -100,7 +90,7 @@ def test_planted_intruder_counts_energy_and_null():
 
 def test_no_update_gives_zero_grid_and_no_energy():
     W0 = torch.randn(16, 12, generator=torch.Generator().manual_seed(3))
-    result = weight_update_spectra("base", _One(W0), {"model.layers.0.proj.weight": W0}, intruder_k=4,
+    result = weight_update_spectra("base", one_linear_model(W0), {"model.layers.0.proj.weight": W0}, intruder_k=4,
                                    intruder_grid_k=(1, 4), intruder_grid_eps=(0.5,))
     rows = _rows(result)
     assert rows[grid_name(4, 0.5)] == 0.0 and rows["intruder_energy_share"] == 0.0

@@ -6,20 +6,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from rankscope.analysis.intruder_control import edited_weight, intruder_parts, intruders_scaled
 from rankscope.analysis.weight_spectra import SpectralSettings, build_base_reference
-
-
-class _One(nn.Module):
-    def __init__(self, W: torch.Tensor):
-        super().__init__()
-        self.model = nn.Module()
-        self.model.layers = nn.ModuleList([nn.Module()])
-        self.model.layers[0].proj = nn.Linear(W.shape[1], W.shape[0], bias=False)
-        with torch.no_grad():
-            self.model.layers[0].proj.weight.copy_(W)
+from conftest import one_linear_model
 
 
 def _planted():
@@ -34,8 +24,8 @@ def _planted():
 
 def test_edits_remove_the_intruder_part_or_the_same_norm_uniformly():
     W0, dW = _planted()
-    cache = build_base_reference(_One(W0), None, SpectralSettings(method="exact", device="cpu"), intruder_k=4)
-    model = _One(W0 + dW)
+    cache = build_base_reference(one_linear_model(W0), None, SpectralSettings(method="exact", device="cpu"), intruder_k=4)
+    model = one_linear_model(W0 + dW)
     parts = intruder_parts(model, cache, k=4, threshold=0.5)
     assert len(parts) == 1 and parts[0].U_I.shape[1] >= 1
     W_ft = W0 + dW
@@ -57,8 +47,8 @@ def test_edits_remove_the_intruder_part_or_the_same_norm_uniformly():
 
 def test_in_place_edit_is_undone_exactly_and_clipping_is_counted():
     W0, dW = _planted()
-    cache = build_base_reference(_One(W0), None, SpectralSettings(method="exact", device="cpu"), intruder_k=4)
-    model = _One(W0 + dW)
+    cache = build_base_reference(one_linear_model(W0), None, SpectralSettings(method="exact", device="cpu"), intruder_k=4)
+    model = one_linear_model(W0 + dW)
     before = model.model.layers[0].proj.weight.detach().clone()
     parts = intruder_parts(model, cache, k=4, threshold=0.5)
     with torch.no_grad(), intruders_scaled(parts, 0.0, "intruder") as stats:
@@ -72,8 +62,8 @@ def test_in_place_edit_is_undone_exactly_and_clipping_is_counted():
 
 def test_no_intruder_no_part():
     W0, _ = _planted()
-    cache = build_base_reference(_One(W0), None, SpectralSettings(method="exact", device="cpu"), intruder_k=4)
-    assert intruder_parts(_One(W0 * 1.01), cache, k=4, threshold=0.5) == []
+    cache = build_base_reference(one_linear_model(W0), None, SpectralSettings(method="exact", device="cpu"), intruder_k=4)
+    assert intruder_parts(one_linear_model(W0 * 1.01), cache, k=4, threshold=0.5) == []
 
 
 def test_lora_arm_edit_goes_through_the_base_layer(tiny):
