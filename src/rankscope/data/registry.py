@@ -37,11 +37,11 @@ from rankscope.data.benchmarks import BENCHMARKS, Benchmark
 from rankscope.data.builtin_sets import BUILTINS, GENERATION_SEED, Split
 from rankscope.data.hub import load_hub_records, split_hub_id
 from rankscope.data.lm_eval_tasks import LMEVAL_PREFIX, lmeval_task_of, load_lmeval_task
-from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test
+from rankscope.data.sampling import SPLIT_SEED, drop_overlap, sample_examples, split_train_test, without_questions
 from rankscope.data.solutions import apply_target_policy
 from rankscope.data.types import AnswerType, Example, Format, Kind, LoadedDataset, TaskInfo
 from rankscope.data.user_files import infer_answer_type, load_mapped, load_user_file
-from rankscope.data.validation import carve_validation, check_disjoint, without_questions
+from rankscope.data.validation import carve_validation, check_disjoint
 from rankscope.errors import DatasetError
 
 

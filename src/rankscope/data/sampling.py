@@ -85,10 +85,15 @@ def split_train_test(examples: Sequence[Example], test_fraction: float = 0.2,
     return train, test
 
 
+def without_questions(rows: Sequence[Example], *others: Sequence[Example]) -> list[Example]:
+    """``rows`` minus those whose question text is in any of ``others``."""
+    seen = {e.question.strip() for split in others for e in split}
+    return [e for e in rows if e.question.strip() not in seen]
+
+
 def drop_overlap(train: Sequence[Example], test: Sequence[Example], where: str) -> list[Example]:
     """``train`` without examples whose question text also appears in ``test`` (warns if any)."""
-    test_questions = {e.question.strip() for e in test}
-    kept = [e for e in train if e.question.strip() not in test_questions]
+    kept = without_questions(train, test)
     dropped = len(train) - len(kept)
     if dropped:
         warnings.warn(f"{where}: dropped {dropped} training example(s) whose question also appears "

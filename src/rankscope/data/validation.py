@@ -60,13 +60,6 @@ def carve_validation(pool: Sequence[Example], n_val: int, seed: int, where: str,
     return rest, validation
 
 
-def without_questions(rows: Sequence[Example], *others: Sequence[Example]) -> list[Example]:
-    """``rows`` minus those whose question text is in any of ``others`` (a benchmark's own
-    validation split may repeat a test question)."""
-    seen = {e.question.strip() for split in others for e in split}
-    return [e for e in rows if e.question.strip() not in seen]
-
-
 def check_disjoint(splits: dict[str, Sequence[Example]], where: str) -> None:
     """Every pair of splits shares no uid and no question text, or a DatasetError names the item."""
     names = list(splits)

@@ -29,16 +29,23 @@ def load_adapter_weights(model: PeftModel, path: Path) -> None:
                              "remove the arm's folder so it is trained again")
 
 
-def save_sft_weights(model: torch.nn.Module, path: Path) -> None:
-    """Every tensor once: tied weights (embeddings = output head) share storage and are stored once."""
-    state = {}
+def unique_names(model: torch.nn.Module) -> list[str]:
+    """State-dict names with each tied tensor once (under its first name): tied weights
+    (embeddings = output head) share storage and are stored once."""
     seen: set[int] = set()
+    names = []
     for name, tensor in model.state_dict().items():
-        if tensor.data_ptr() in seen:
-            continue
-        seen.add(tensor.data_ptr())
-        state[name] = tensor.detach().to("cpu").contiguous()
-    save_file(state, str(path), metadata={"format": "pt"})
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            names.append(name)
+    return names
+
+
+def save_sft_weights(model: torch.nn.Module, path: Path) -> None:
+    """Every tensor once (:func:`unique_names`)."""
+    state = model.state_dict()
+    save_file({name: state[name].detach().to("cpu").contiguous() for name in unique_names(model)}, str(path),
+              metadata={"format": "pt"})
 
 
 def load_sft_weights(model: torch.nn.Module, path: Path) -> None:

@@ -53,8 +53,7 @@ def rate_table(store: RunStore) -> Table | None:
         cells = [_score_text(by_rate[lr].val_accuracy, by_rate[lr].val_loss) if lr in by_rate else ""
                  for lr in grid]
         edge = "⚠ at the edge: widen the grid" if c.at_edge else ""
-        sft = next((o.selected for o in summary.choices if o.method == "sft" and o.train_set == c.train_set
-                    and o.selected is not None), None)
+        sft = summary.best_sft_rate(c.train_set)
         ratio = f"{c.selected / sft:.3g}x" if c.method == "lora" and sft and c.selected else "—"
         rows.append([label, rate_text(c.selected), "—" if c.alpha is None else f"{c.alpha:g}"] + cells
                     + [ratio, edge or c.reason])

@@ -258,8 +258,6 @@ class ArmRunner:
         import shutil
         import tempfile
 
-        from safetensors.torch import load_file
-
         from rankscope.train.fsdp import WEIGHTS_FILE, ShardedJob, launch_sharded
 
         config = self.context.config
@@ -273,7 +271,7 @@ class ArmRunner:
                              encoded=[(e.input_ids, e.labels) for e in encoded], out_dir=out)
             training = launch_sharded(job, gpus)
             model = load_base_model(config.model.model_copy(update={"dtype": "float32"})).model
-            model.load_state_dict(load_file(str(Path(out) / WEIGHTS_FILE)), strict=False)  # tied weights once
+            load_sft_weights(model, Path(out) / WEIGHTS_FILE)  # tied weights stored once
             if config.sweep.save_weights:
                 shutil.move(str(Path(out) / WEIGHTS_FILE), str(arm_dir / "model.safetensors"))
         try:

@@ -153,16 +153,16 @@ def promotions(config: RankscopeConfig, store: RunWriter, arms: list[ArmPlan], f
     candidates = [arm for arm in arms if arm.stage == "candidate"]
     if not candidates:
         return []
-    scores = []
+    records, scores = [], []
     for arm in candidates:
         record, evaluation = read_arm_files(store.arm_dir(arm.arm_id))
-        record = {**arm.to_json(), "status": (record or {}).get("status")}  # the plan's settings, the store's status
-        scores.append(candidate_from_files(record, evaluation))
+        records.append(record or {})
+        # the plan's settings, the store's status
+        scores.append(candidate_from_files({**arm.to_json(), "status": records[-1].get("status")}, evaluation))
     choices = select_rates(scores, config.train.select_by)
     chosen = {(c.train_set, c.method, c.rank, c.alpha): c.selected for c in choices}
     selected = []
-    for arm in candidates:
-        record = store.read_arm(arm.arm_id) or {}
+    for arm, record in zip(candidates, records):
         if chosen.get((arm.train_set, arm.method, arm.rank, arm.alpha)) == arm.lr:
             selected.append(dataclasses.replace(arm, stage="selected"))
         elif record.get("stage") == "selected" and record.get("status") == "done":

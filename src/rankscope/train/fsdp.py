@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from rankscope.config import ModelSpec, TrainSpec
+from rankscope.models.weights import unique_names
 from rankscope.train.loss import EncodedExample
 
 WEIGHTS_FILE = "model.safetensors"
@@ -63,17 +64,6 @@ def shard_model(model: torch.nn.Module, mesh) -> torch.nn.Module:
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model
-
-
-def unique_names(model: torch.nn.Module) -> list[str]:
-    """State-dict names with each tied tensor once (under its first name), as the unsharded save does."""
-    seen: set[int] = set()
-    names = []
-    for name, tensor in model.state_dict().items():
-        if tensor.data_ptr() not in seen:
-            seen.add(tensor.data_ptr())
-            names.append(name)
-    return names
 
 
 def run_rank(job: ShardedJob) -> None:

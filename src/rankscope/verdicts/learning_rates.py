@@ -185,14 +185,19 @@ class RateSummary:
     def tuned(self) -> bool:
         return bool(self.choices)
 
+    def best_sft_rate(self, train_set: str | None) -> float | None:
+        """The selected full fine-tuning rate of one training set (None: SFT was not on a grid)."""
+        return next((c.selected for c in self.choices if c.method == "sft" and c.train_set == train_set
+                     and c.selected is not None), None)
+
     def ratio(self, train_set: str | None) -> tuple[float, float] | None:
         """(min, max) over ranks of best LoRA rate / best SFT rate on one training set."""
-        mine = [c for c in self.choices if c.train_set == train_set and c.selected is not None]
-        sft = [c.selected for c in mine if c.method == "sft"]
-        lora = [c.selected for c in mine if c.method == "lora"]
-        if not sft or not lora:
+        sft = self.best_sft_rate(train_set)
+        lora = [c.selected for c in self.choices if c.method == "lora" and c.train_set == train_set
+                and c.selected is not None]
+        if sft is None or not lora:
             return None
-        ratios = [rate / sft[0] for rate in lora]
+        ratios = [rate / sft for rate in lora]
         return min(ratios), max(ratios)
 
     def warnings(self, train_set: str | None = None) -> list[str]:
