@@ -95,9 +95,9 @@ def test_probe_cka_reads_finished_arms_of_a_run_directory(tiny_model_dir, tmp_pa
     import json
 
     import torch
-    from safetensors.torch import save_file
 
     from rankscope.config import config_from_dict, dump_config
+    from rankscope.models.weights import save_sft_weights
     from rankscope.models.arms import apply_lora
     from rankscope.models.load import load_base_model
 
@@ -108,12 +108,7 @@ def test_probe_cka_reads_finished_arms_of_a_run_directory(tiny_model_dir, tmp_pa
     (run / "arms" / "sft").mkdir(parents=True)
     (run / "config.yaml").write_text(dump_config(config))
     base = load_base_model(config.model)
-    state, seen = {}, set()
-    for name, tensor in base.model.state_dict().items():
-        if tensor.data_ptr() not in seen:
-            seen.add(tensor.data_ptr())
-            state[name] = tensor.contiguous()
-    save_file(state, str(run / "arms" / "sft" / "model.safetensors"))
+    save_sft_weights(base.model, run / "arms" / "sft" / "model.safetensors")  # an sft arm with the base's weights
     (run / "arms" / "sft" / "arm.json").write_text(json.dumps({"method": "sft", "rank": None, "status": "done"}))
     lora = apply_lora(base.model, config.arms.lora, 4, 0)
     with torch.no_grad():

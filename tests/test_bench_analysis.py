@@ -85,6 +85,8 @@ def _quick_run_dir(tmp: Path, reference_k: int = 24, perturb=_new_direction) -> 
     import json
 
     from safetensors.torch import save_file
+
+    from rankscope.models.weights import unique_names
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from conftest import build_tokenizer
@@ -107,12 +109,9 @@ def _quick_run_dir(tmp: Path, reference_k: int = 24, perturb=_new_direction) -> 
     (run / "config.yaml").write_text(dump_config(config))
     base = load_base_model(config.model)
     generator = torch.Generator().manual_seed(1)
-    state, seen = {}, set()
-    for name, tensor in base.model.state_dict().items():
-        if tensor.data_ptr() in seen:
-            continue
-        seen.add(tensor.data_ptr())
-        tensor = tensor.clone().contiguous()
+    state, weights = {}, base.model.state_dict()
+    for name in unique_names(base.model):  # tied tensors once, as rankscope saves an sft arm
+        tensor = weights[name].clone().contiguous()
         if "layers." in name and tensor.ndim == 2:
             tensor = perturb(tensor, generator)
         state[name] = tensor
