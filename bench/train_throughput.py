@@ -11,8 +11,12 @@ clipping, precision and optimizer (fused AdamW, the Trainer's default). Three Tr
   Trainer's ``LengthGroupedSampler``, so its batches (and per-step losses) differ by design;
 - ``padding-free``: ``DataCollatorWithFlattening``: each batch is one row of concatenated
   sequences with restarting ``position_ids`` and no padding at all; rankscope's order again, so
-  its per-step losses must equal rankscope's. Run only where the model gives the padded loss on
-  a flattened batch (checked on the first batch; otherwise skipped with the reason).
+  its per-step losses must equal rankscope's. The model's ``use_cache`` is off for this side, as
+  TRL's padding-free training sets it: transformers keeps the sequences of a flattened row apart
+  (a mask from the restarting positions) only when the forward has no key/value cache, and with
+  the default ``use_cache=True`` every sequence would attend to the ones before it. Run only where
+  the model gives the padded loss on a flattened batch (checked on the first batch; otherwise
+  skipped with the reason).
 
 Timing: the end of every optimizer step is stamped (a global ``torch.optim`` step hook, the same
 for every side); the first ``--warmup-steps`` steps and everything before them (model wrapping,
@@ -217,6 +221,9 @@ def trainer_run(kind: str, model, tokenizer, rows: list[EncodedExample], spec: T
         collator = CountingCollator(DataCollatorWithFlattening())
     else:
         collator = CountingCollator(DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100))
+    use_cache = model.config.use_cache
+    if kind == "padding-free":
+        model.config.use_cache = False  # see the module docstring: packed rows need a cache-free forward
     with tempfile.TemporaryDirectory() as output_dir:
         args = TrainingArguments(
             output_dir=output_dir, per_device_train_batch_size=spec.batch_size, max_steps=spec.steps,
@@ -230,7 +237,10 @@ def trainer_run(kind: str, model, tokenizer, rows: list[EncodedExample], spec: T
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
         trainer.remove_callback(PrinterCallback)  # the per-step log dicts; the losses are read from log_history
         clock.reset()
-        trainer.train()
+        try:
+            trainer.train()
+        finally:
+            model.config.use_cache = use_cache  # a PEFT model shares its config with the base model
     seconds, tokens = timed(clock, collator.tokens, warmup)
     return Run(seconds, tokens, [entry["loss"] for entry in trainer.state.log_history if "loss" in entry])
 
@@ -245,7 +255,7 @@ def flattening_supported(model, rows: list[EncodedExample], pad_token_id: int) -
     try:
         with torch.no_grad():
             batch = {k: v.to(device) for k, v in DataCollatorWithFlattening(return_tensors="pt")(features).items()}
-            flat = model(**batch).loss.item()
+            flat = model(**batch, use_cache=False).loss.item()  # as the padding-free side trains
             padded = padded_answer_loss(model, sample, pad_token_id).item()
     except (TypeError, ValueError, RuntimeError) as error:
         return f"the model does not take a flattened batch ({error})"
@@ -360,7 +370,7 @@ def main() -> None:
                         help="local upstream files for --dataset (default: ../shared/data/gsm8k next to the repository)")
     parser.add_argument("--targets", choices=["bare", "solution"], default=None,
                         help="GSM8K training targets, asked of rankscope's data layer (default: the data layer's own)")
-    parser.add_argument("--steps", type=int, default=5, help="steps per run, warm-up included")
+    parser.add_argument("--steps", type=int, default=4, help="steps per run, warm-up included")
     parser.add_argument("--warmup-steps", type=int, default=1,
                         help="steps per run not timed (the first allocates the optimizer state)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of every side")
