@@ -15,6 +15,12 @@ divergence is printed (a plain forward over the prompt and the common tokens): a
 acceptable only as a near-tie (gap < 1e-3, float rounding decides it), counted apart; any other
 difference stops the benchmark with an error. Prints ``outputs: N of M identical`` and last
 ``speedup vs transformers generate: N.Nx`` (total reference time over total rankscope time).
+
+Work: each side's model forward passes per run and the token positions they compute (a forward
+pre-hook on the model counts them), so the ratio can be read against the work each side does.
+On a CPU a decode step's cost is mostly reading the weights once, whatever the number of rows, so
+the forward passes bound the speedup: ``generate`` runs each batch until its longest row ends,
+rankscope until every row has ended, and a row that reaches ``max_new_tokens`` holds both.
 """
 
 from __future__ import annotations
@@ -53,10 +59,28 @@ def first_divergence(a: Decoded, b: Decoded) -> int:
     return min(len(a.tokens), len(b.tokens))  # one stopped where the other went on
 
 
-def time_side(model, tokenizer, prompts, batch_size, max_new_tokens, fast) -> tuple[float, list[Decoded]]:
-    started = time.perf_counter()
-    outputs = greedy_outputs(model, tokenizer, prompts, batch_size, max_new_tokens, fast=fast)
-    return time.perf_counter() - started, outputs
+class ForwardCounter:
+    """Counts the model's forward passes and the token positions they compute (input_ids.numel())."""
+
+    def __init__(self, model) -> None:
+        self.calls = self.positions = 0
+        self.handle = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.calls += 1
+        self.positions += ids.numel() if ids is not None else 0
+
+
+def time_side(model, tokenizer, prompts, batch_size, max_new_tokens, fast) -> tuple[float, list[Decoded], tuple]:
+    counter = ForwardCounter(model)
+    try:
+        started = time.perf_counter()
+        outputs = greedy_outputs(model, tokenizer, prompts, batch_size, max_new_tokens, fast=fast)
+        wall = time.perf_counter() - started
+    finally:
+        counter.handle.remove()
+    return wall, outputs, (counter.calls, counter.positions)
 
 
 def compare_set(name, model, tokenizer, prompts, args, max_new_tokens) -> tuple[float, float, int, int, int]:
@@ -66,9 +90,11 @@ def compare_set(name, model, tokenizer, prompts, args, max_new_tokens) -> tuple[
         greedy_outputs(model, tokenizer, warm, args.batch_size, min(4, max_new_tokens), fast=fast)
     times: dict[bool, list[float]] = {False: [], True: []}
     outputs: dict[bool, list[Decoded]] = {}
+    work: dict[bool, tuple] = {}
     for _ in range(args.repeats):
         for fast in (False, True):
-            wall, outputs[fast] = time_side(model, tokenizer, prompts, args.batch_size, max_new_tokens, fast)
+            wall, outputs[fast], work[fast] = time_side(model, tokenizer, prompts, args.batch_size, max_new_tokens,
+                                                        fast)
             times[fast].append(wall)
     plain, fast_out = outputs[False], outputs[True]
     identical = sum(a == b for a, b in zip(plain, fast_out))
@@ -92,6 +118,8 @@ def compare_set(name, model, tokenizer, prompts, args, max_new_tokens) -> tuple[
           f"max {max(times[False]):.1f}) over {args.repeats} runs")
     print(f"[{name}] rankscope            : median {ours:6.1f} s (min {min(times[True]):.1f}, "
           f"max {max(times[True]):.1f}) over {args.repeats} runs")
+    print(f"[{name}] forward passes per run: generate {work[False][0]} ({work[False][1]} token positions), "
+          f"rankscope {work[True][0]} ({work[True][1]}); ratio of passes {work[False][0] / work[True][0]:.2f}")
     print(f"[{name}] outputs: {identical} of {len(prompts)} identical, {near_ties} near-ties (gap < {NEAR_TIE:g}); "
           f"speedup {ref / ours:.2f}x")
     if real:
