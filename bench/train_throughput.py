@@ -370,7 +370,7 @@ def main() -> None:
                         help="local upstream files for --dataset (default: ../shared/data/gsm8k next to the repository)")
     parser.add_argument("--targets", choices=["bare", "solution"], default=None,
                         help="GSM8K training targets, asked of rankscope's data layer (default: the data layer's own)")
-    parser.add_argument("--steps", type=int, default=4, help="steps per run, warm-up included")
+    parser.add_argument("--steps", type=int, default=3, help="steps per run, warm-up included")
     parser.add_argument("--warmup-steps", type=int, default=1,
                         help="steps per run not timed (the first allocates the optimizer state)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of every side")
