@@ -11,8 +11,8 @@ clipping, precision and optimizer (fused AdamW, the Trainer's default). Three Tr
   Trainer's ``LengthGroupedSampler``, so its batches (and per-step losses) differ by design;
 - ``padding-free``: ``DataCollatorWithFlattening``: each batch is one row of concatenated
   sequences with restarting ``position_ids`` and no padding at all; rankscope's order again, so
-  its per-step losses must equal rankscope's. The model's ``use_cache`` is off for this side, as
-  TRL's padding-free training sets it: transformers keeps the sequences of a flattened row apart
+  its per-step losses must equal rankscope's. The model's ``use_cache`` is off for this side:
+  transformers keeps the sequences of a flattened row apart
   (a mask from the restarting positions) only when the forward has no key/value cache, and with
   the default ``use_cache=True`` every sequence would attend to the ones before it. Run only where
   the model gives the padded loss on a flattened batch (checked on the first batch; otherwise
