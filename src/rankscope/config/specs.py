@@ -14,14 +14,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from rankscope.config.base import Spec
+from rankscope.config.datasets import DatasetSpec, DataSpec, FieldMap, Relation
 from rankscope.config.scoring import AnalysisSpec, EvalSpec, NllSpec
 from rankscope.errors import ConfigError
 
-__all__ = ["AnalysisSpec", "EvalSpec", "NllSpec", "Spec"]  # re-exported: one place to import specs from
+__all__ = ["AnalysisSpec", "DataSpec", "DatasetSpec", "EvalSpec", "FieldMap", "NllSpec", "Relation", "Spec"]  # re-exported: one place to import specs from
 
 AlphaRule = Literal["fixed", "2r", "rslora"]
 TargetPreset = Literal["attention", "mlp", "all-linear"]
-Relation = Literal["in", "near", "far"]
 
 
 class ModelSpec(Spec):
@@ -46,117 +46,6 @@ class ModelSpec(Spec):
     trust_remote_code: bool = False
     chat_template: Literal["auto", "none"] = "auto"
     cache_dir: str | None = None  # where dequantized GGUF weights are cached as safetensors
-
-
-class FieldMap(Spec):
-    """Column names in a user file, mapped to the Example fields.
-
-    question: the column holding the question text (a dotted path reaches into nested JSON).
-    choices: multiple choice only: one column holding a list of choices, or a list of columns
-        (``[A, B, C, D]``, or ``A,B,C,D``) holding one choice each; empty means ``choices``.
-    answer: the gold answer: for mc a 0-based index, a letter or a choice's text; for generative
-        the answer text (or a list: the answer then its aliases).
-    aliases: generative only: a column with other accepted answers (a list or one string).
-    id: a column with a stable item id (default: NAME-ROW).
-    """
-
-    question: str = "question"
-    choices: str | list[str] | None = None
-    answer: str = "answer"
-    aliases: str | None = None
-    id: str | None = None
-
-
-class DatasetSpec(Spec):
-    """One dataset of the sweep.
-
-    name: a builtin or benchmark name (``rankscope datasets list``), or your own name for a file;
-        the key of the set in results.csv, so unique within data.train and data.eval.
-    path: a local file or folder (relative to the config file), a hub id ``org/name[:config]``
-        with ``source: hub``, or ``lmeval:<task>`` for an lm-evaluation-harness task.
-    format: ``mc`` (scored by the log-likelihood of each choice) or ``generative`` (greedy
-        generation, then exact match); needed for your own files.
-    kind: ``reasoning`` or ``recall`` (how the report groups sets); needed for your own files.
-    fields: which columns of your file hold the question, choices, answer (see FieldMap).
-    split: benchmark split to evaluate on (default the benchmark's test split, or validation
-        where test is unlabelled); hub datasets read with ``fields:`` default to ``test``.
-    subjects: mmlu and medmcqa only: keep these subjects.
-    on_bad_row: ``fail`` stops at the first bad row (file:line and field); ``skip`` skips bad
-        rows and warns once with their count and the first place.
-
-    source: ``builtin`` (generated or shipped offline), ``hub`` (Hugging Face datasets),
-        ``file`` (local JSONL/JSON/CSV/parquet or an upstream-schema file/folder). Left empty it is
-        inferred: a ``path`` means file, a builtin name means builtin, otherwise hub.
-    n_train / n_test: seeded sample sizes (None = all available).
-    domain: ``in`` or ``out``; left empty, a training set's own test split is in-domain and
-        every other evaluated set out-of-domain.
-    primary_metric: the metric that drives gain, forgetting and the recommendation on this set;
-        ``auto`` is ``acc_norm`` for a multiple-choice set whose choices differ in length, else
-        ``accuracy``.
-    relation: how this set relates to the training sets (``in``, ``near`` or ``far``; one value
-        for every training set, or a mapping training-set name -> value). Left empty: a training
-        set's own test split is in, a set of the same kind near, the rest far. Forgetting is
-        judged on far sets, transfer reported on near sets.
-    """
-
-    name: str
-    source: Literal["builtin", "hub", "file"] | None = None
-    path: str | None = None
-    format: Literal["mc", "generative"] | None = None
-    kind: Literal["reasoning", "recall"] | None = None
-    fields: FieldMap | None = None
-    split: str | None = None
-    subjects: list[str] | None = None
-    n_train: int | None = Field(default=None, gt=0)
-    n_test: int | None = Field(default=None, gt=0)
-    # Training sets only: validation rows that pick the learning rate from a grid, disjoint by uid
-    # and question from the training rows and the test split. The benchmark's own validation split
-    # when it has one (and tests on another), else carved from the training pool before n_train is
-    # sampled; 0 = none (a learning-rate grid then cannot be used).
-    n_val: int = Field(default=50, ge=0)
-    domain: Literal["in", "out"] | None = None
-    on_bad_row: Literal["skip", "fail"] = "fail"
-    # Which score decides gain/forgetting here: summed log-likelihood favours short choices.
-    primary_metric: Literal["auto", "accuracy", "acc_norm"] = "auto"
-    # in | near | far to the training sets (or {train_set: relation}); empty: by kind (docstring).
-    relation: Relation | dict[str, Relation] | None = None
-    # lm-eval tasks only: a local copy of the task's data in its own schema ({test: file} or one file
-    # = test), read as lm-eval's `dataset_path: json`, so a hub task runs offline.
-    data_files: dict[Literal["train", "validation", "test"], str] | str | None = None
-    # lm-eval tasks only: few-shot examples in the prompt, drawn by lm-eval; 0 = zero-shot (its default).
-    num_fewshot: int = Field(default=0, ge=0)
-    # What training teaches: auto = the worked solution for generative sets that have one (GSM8K),
-    # the answer for multiple choice; solution = every worked solution (MathQA's rationale too);
-    # answer = bare final answers. Reasoning trained on bare numbers measures format, not skill.
-    target: Literal["auto", "solution", "answer"] = "auto"
-    # New tokens generated for this set (a worked solution needs ~256); None = the set's own
-    # default (GSM8K: 256), else eval.max_new_tokens.
-    max_new_tokens: int | None = Field(default=None, gt=0)
-    # Training sequence length for this set (prompt + target); None = the set's own default
-    # (GSM8K: 384), else train.max_length.
-    max_length: int | None = Field(default=None, ge=8)
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, value: str) -> str:
-        if not value or not all(ch.isalnum() or ch in "-_." for ch in value) or value.startswith("."):
-            raise ValueError(
-                f"dataset name {value!r} must be letters, digits, '-', '_' or '.', not starting with '.'"
-            )
-        return value
-
-
-class DataSpec(Spec):
-    """Training sets (each arm is trained once per training set) and evaluation sets.
-
-    train: sets to train on; each arm is trained once per set and scored on its test split
-        (in-domain) and on every other set (out-of-domain).
-    eval: further sets every arm is scored on (forgetting and transfer).
-    """
-
-    train: list[DatasetSpec] = Field(min_length=1)
-    eval: list[DatasetSpec] = Field(default_factory=list)
-    seed: int = 0  # sampling of n_train/n_test: the same rows for every arm, whatever the arm's seed
 
 
 class LoraSpec(Spec):

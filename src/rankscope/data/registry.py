@@ -27,7 +27,7 @@ training seed.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -224,7 +224,13 @@ def load_dataset(spec: DatasetSpec, seed: int = 0, *, for_training: bool = False
         seed. When False, only the evaluation split is read (no large hub train downloads).
     seed: seeds the ``n_train`` sample, and the ``n_test`` sample unless ``test_seed`` is given.
     Train examples whose question text also appears in the test split are dropped (with a warning).
+    A spec with ``sample_of`` loads that set (same pool, splits and seeded samples, so the sizes of
+    an ``n_train`` list are nested and share the test items) under its own name.
     """
+    if spec.sample_of:
+        loaded = load_dataset(spec.model_copy(update={"name": spec.sample_of, "sample_of": None}), seed,
+                              for_training=for_training, test_seed=test_seed)
+        return replace(loaded, info=replace(loaded.info, name=spec.name))
     source = resolve_source(spec)
     task = lmeval_task_of(spec.path)
     if task is None and (spec.data_files is not None or spec.num_fewshot):

@@ -44,6 +44,11 @@ def _relation(spec: DatasetSpec, train_spec: DatasetSpec, kind: str, train_kind:
     return "near" if kind == train_kind else "far"
 
 
+def _sizes_of_one_set(a: DatasetSpec, b: DatasetSpec) -> bool:
+    """Whether two training sets are sizes of one set (an ``n_train`` list): the same test items."""
+    return a.sample_of is not None and a.sample_of == b.sample_of
+
+
 def evaluation_targets(config: RankscopeConfig, infos: dict[str, TaskInfo],
                        auto_primary: dict[str, str] | None = None) -> dict[str, list[EvalTarget]]:
     """A training set's own test split is in-domain; every other set out-of-domain unless its spec
@@ -56,6 +61,8 @@ def evaluation_targets(config: RankscopeConfig, infos: dict[str, TaskInfo],
     for train_spec in config.data.train:
         rows = []
         for name, spec in specs.items():
+            if name != train_spec.name and _sizes_of_one_set(spec, train_spec):
+                continue  # another size of the same set: its test split is this set's own test items
             if name == train_spec.name:
                 domain = "in"
             else:
