@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from rankscope.config import RankscopeConfig
@@ -81,3 +83,34 @@ def test_an_arm_is_not_scored_again_on_another_sizes_copy_of_its_test_items():
     targets = evaluation_targets(config, infos)
     for size in ("arith_chain-n10", "arith_chain-n30"):
         assert [(t.dataset, t.relation) for t in targets[size]] == [(size, "in"), ("capitals", "far")]
+
+
+def test_a_sweep_over_sizes_trains_each_and_reports_the_knee_per_size(tiny_model_dir, tmp_path):
+    from rankscope.report.build import build_run_report
+    from rankscope.runstore.reader import load_run
+    from rankscope.sweep.runner import run_sweep
+
+    config = config_from_dict({
+        "name": "sizes",
+        "model": {"id": str(tiny_model_dir)},
+        "data": {"train": [{"name": "arith_chain", "n_train": [8, 16], "n_test": 6, "n_val": 4}],
+                 "eval": [{"name": "capitals", "n_test": 6}]},
+        "arms": {"sft": False, "lora": {"ranks": [1]}, "seeds": [0]},
+        "train": {"steps": 2, "batch_size": 4, "max_length": 64},
+        "eval": {"batch_size": 8, "max_new_tokens": 4, "nll": {"enabled": False}},
+        "analysis": {"enabled": False},
+    })
+    outcome = run_sweep(config, tmp_path / "run", announce=lambda *_: None)
+    assert not outcome.failed
+    with open(tmp_path / "run" / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    lora = [r for r in rows if r["method"] == "lora"]
+    assert {r["train_set"] for r in lora} == {"arith_chain-n8", "arith_chain-n16"}
+    for size in ("arith_chain-n8", "arith_chain-n16"):  # each arm: its own size in-domain, never the other's
+        assert {(r["dataset"], r["relation"]) for r in lora if r["train_set"] == size} == {(size, "in"),
+                                                                                            ("capitals", "far")}
+    report = build_run_report(load_run(tmp_path / "run"))
+    table = next(t for t in report.tables if t.title == "Rank needed vs training-set size")
+    assert [row[:3] for row in table.rows] == [["arith_chain", "8", "arith_chain-n8"],
+                                               ["arith_chain", "16", "arith_chain-n16"]]
+    assert all(row[3] in ("r1", "undecided") for row in table.rows)

@@ -26,6 +26,7 @@ from rankscope.report.capacity_table import capacity_table
 from rankscope.report.control_table import control_table
 from rankscope.report.intruder_table import intruder_grid_table
 from rankscope.report.prediction_table import hit_rate_table, prediction_checks, prediction_table
+from rankscope.report.size_table import size_table
 from rankscope.report.header import example_predictions, one_seed_warning, run_header, units_table
 from rankscope.report.html import render_compare, render_run
 from rankscope.report.learning_rates import rate_curves, rate_table
@@ -48,7 +49,7 @@ def build_run_report(store: RunStore, full: bool = True) -> RunReport:
     if grid is not None:
         tables.append(grid)
     tables += [t for t in (rate_table(store), truncation_table(store), nll_table(store)) if t is not None]
-    tables += [t for t in (capacity_table(store), control_table(store)) if t is not None]
+    tables += [t for t in (capacity_table(store), size_table(store, recs), control_table(store)) if t is not None]
     checks = prediction_checks(store)
     tables += [t for t in (prediction_table(checks), hit_rate_table(checks)) if t is not None]
     if full:  # header first; example predictions and the legend of units last
