@@ -123,20 +123,24 @@ class DatasetSpec(Spec):
     @field_validator("n_train")
     @classmethod
     def _sizes(cls, value: int | list[int] | None) -> int | list[int] | None:
-        sizes = value if isinstance(value, list) else [] if value is None else [value]
-        if any(size <= 0 for size in sizes):
-            raise ValueError(f"n_train {value} must be positive")
-        if isinstance(value, list):
-            if not value:
-                raise ValueError("n_train is an empty list; give one size or several")
-            if len(set(value)) != len(value):
-                raise ValueError(f"n_train {value} contains duplicates; list each size once")
+        problem = _size_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
-    @property
-    def source_name(self) -> str:
-        """The name the data layer resolves (a builtin or benchmark name, or the user's own)."""
-        return self.sample_of or self.name
+
+def _size_problem(value) -> str | None:
+    """Why an ``n_train`` value (a size, a list of sizes or None) is not usable; None when it is."""
+    sizes = value if isinstance(value, list) else [] if value is None else [value]
+    if not all(isinstance(size, int) for size in sizes):
+        return f"n_train {value} must be whole numbers"  # the field itself sees them parsed; the expansion may not
+    if any(size <= 0 for size in sizes):
+        return f"n_train {value} must be positive"
+    if isinstance(value, list) and not value:
+        return "n_train is an empty list; give one size or several"
+    if len(set(sizes)) != len(sizes):
+        return f"n_train {value} contains duplicates; list each size once"
+    return None
 
 
 class DataSpec(Spec):
@@ -162,12 +166,11 @@ class DataSpec(Spec):
         for entry in data["train"]:
             raw = entry.model_dump(exclude_unset=True) if isinstance(entry, DatasetSpec) else entry
             sizes = raw.get("n_train") if isinstance(raw, dict) else None
-            valid = (isinstance(sizes, list) and all(isinstance(size, int) and size > 0 for size in sizes)
-                     and len(set(sizes)) == len(sizes))
-            if not valid or len(sizes) < 2:  # an invalid list is left for the field's own message
-                if isinstance(sizes, list) and len(sizes) == 1:
-                    entry = {**raw, "n_train": sizes[0]}
-                expanded.append(entry)
+            if not isinstance(sizes, list) or not sizes or _size_problem(sizes):
+                expanded.append(entry)  # not a list, or a bad one left for the field's own message
+                continue
+            if len(sizes) == 1:
+                expanded.append({**raw, "n_train": sizes[0]})
                 continue
             name = raw.get("name")
             for size in sizes:

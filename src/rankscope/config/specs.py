@@ -18,7 +18,8 @@ from rankscope.config.datasets import DatasetSpec, DataSpec, FieldMap, Relation
 from rankscope.config.scoring import AnalysisSpec, EvalSpec, NllSpec
 from rankscope.errors import ConfigError
 
-__all__ = ["AnalysisSpec", "DataSpec", "DatasetSpec", "EvalSpec", "FieldMap", "NllSpec", "Relation", "Spec"]  # re-exported: one place to import specs from
+# re-exported: one place to import specs from
+__all__ = ["AnalysisSpec", "DataSpec", "DatasetSpec", "EvalSpec", "FieldMap", "NllSpec", "Relation", "Spec"]
 
 AlphaRule = Literal["fixed", "2r", "rslora"]
 TargetPreset = Literal["attention", "mlp", "all-linear"]

@@ -27,7 +27,7 @@ training seed.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -230,7 +230,7 @@ def load_dataset(spec: DatasetSpec, seed: int = 0, *, for_training: bool = False
     if spec.sample_of:
         loaded = load_dataset(spec.model_copy(update={"name": spec.sample_of, "sample_of": None}), seed,
                               for_training=for_training, test_seed=test_seed)
-        return replace(loaded, info=replace(loaded.info, name=spec.name))
+        return dataclasses.replace(loaded, info=dataclasses.replace(loaded.info, name=spec.name))
     source = resolve_source(spec)
     task = lmeval_task_of(spec.path)
     if task is None and (spec.data_files is not None or spec.num_fewshot):
