@@ -16,8 +16,8 @@ from conftest import tiny_decoder
 from rankscope.data.types import Example
 from rankscope.data.prompts import render_prompt
 from rankscope.evaluate.generative import greedy_outputs, score_generative
-from rankscope.evaluate import greedy
-from rankscope.evaluate.greedy import fast_greedy, left_pad, plain_greedy
+from rankscope.evaluate import greedy, slack_cache
+from rankscope.evaluate.greedy import Speedups, fast_greedy, left_pad, plain_greedy
 
 VOCAB = 97
 PAD = 0
@@ -43,9 +43,12 @@ def test_left_pad_puts_every_row_at_the_right_edge():
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("compact_at", [1, 16])
-def test_fast_greedy_equals_generate(kind, seed, compact_at, monkeypatch):
-    """Rows leave and new prompts join the running batch; compact_at=1 drops every unused cache column."""
+@pytest.mark.parametrize("slack", [1, 64])
+def test_fast_greedy_equals_generate(kind, seed, compact_at, slack, monkeypatch):
+    """Rows leave and new prompts join the running batch; compact_at=1 drops every unused cache column;
+    slack=1 makes the key/value buffers fill up and move every other step."""
     monkeypatch.setattr(greedy, "COMPACT_AT", compact_at)
+    monkeypatch.setattr(slack_cache, "SLACK", slack)
     model = build(kind)
     prompts = sorted(chat_like_prompts(seed, n=11), key=len)
     # Stop tokens the model really produces, at different steps of different rows, so rows leave
@@ -59,6 +62,18 @@ def test_fast_greedy_equals_generate(kind, seed, compact_at, monkeypatch):
     assert len(lengths) > 1, "the rows should stop at different steps"
     assert any(not row.hit_limit for row in plain)
     assert all(len(row.tokens) == 8 for row in plain if row.hit_limit)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_fast_greedy_without_its_kernel_speedups_equals_generate(kind):
+    """The loop alone (shared prefix, continuous batching) on the default kernels and growing cache."""
+    model = build(kind)
+    prompts = sorted(chat_like_prompts(3, n=9), key=len)
+    free = plain_greedy(model, prompts, max_new_tokens=7, stop_ids=set(), pad_token_id=PAD, batch_size=3)
+    stop_ids = {free[1].tokens[3], free[-1].tokens[1]}
+    plain = plain_greedy(model, prompts, max_new_tokens=7, stop_ids=stop_ids, pad_token_id=PAD, batch_size=3)
+    off = Speedups(screen_head=False, packed_linears=False, slack_cache=False)
+    assert fast_greedy(model, prompts, 7, stop_ids, PAD, batch_size=3, speedups=off) == plain
 
 
 def test_fast_greedy_without_a_shared_prefix_equals_generate():

@@ -1,9 +1,10 @@
 """Generative scoring: greedy decoding, answer extraction, exact match.
 
 Decoding uses the fast greedy loop (rankscope.evaluate.greedy: the shared system turn run once
-per batch, finished rows dropped) after checking once per model that it reproduces transformers'
-``generate`` on the first prompts; ``generate`` itself stays as the reference and the fallback
-(like the multiple-choice scorer's plain path). ``bench/generate.py`` compares the two.
+per batch, finished rows replaced by waiting prompts, and kernel-level speedups) after checking
+once per model that it reproduces transformers' ``generate`` on the first prompts; ``generate``
+itself stays as the reference and the fallback (like the multiple-choice scorer's plain path).
+``bench/generate.py`` compares the two.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rankscope.data.answers import is_correct
 from rankscope.data.prompts import prompt_ids
 from rankscope.data.types import AnswerType, Example
-from rankscope.evaluate.greedy import Decoded, fast_greedy, plain_greedy
+from rankscope.evaluate.greedy import Decoded, Speedups, fast_greedy, plain_greedy
 from rankscope.models.shared_prefix import verified_for_model
 
 CHECK_PROMPTS = 3  # prompts the fast decoder is checked on (once per model)
@@ -50,8 +51,12 @@ def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
 
 @torch.no_grad()
 def greedy_outputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
-                   batch_size: int, max_new_tokens: int, fast: bool = True, description: str = "gen") -> list[Decoded]:
-    """Greedy continuations of ``prompts`` (token ids), in their order; batches hold prompts of similar length."""
+                   batch_size: int, max_new_tokens: int, fast: bool = True, description: str = "gen",
+                   speedups: Speedups = Speedups()) -> list[Decoded]:
+    """Greedy continuations of ``prompts`` (token ids), in their order; batches hold prompts of similar length.
+
+    ``fast``: the fast loop (after its check against ``generate``), with ``speedups``; else ``generate``.
+    """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     stops = set(stop_token_ids(model, tokenizer))
     order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))  # similar lengths pad less
@@ -66,7 +71,7 @@ def greedy_outputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     sorted_prompts = [prompts[k] for k in order]
     if fast and prompts and verified_for_model(model, "generation", agrees):
         # one call: the decoder keeps its batch full, refilling it from the prompts in order
-        decoded = fast_greedy(model, sorted_prompts, max_new_tokens, stops, pad_id, batch_size)
+        decoded = fast_greedy(model, sorted_prompts, max_new_tokens, stops, pad_id, batch_size, speedups)
     else:
         decoded = []
         for start in tqdm(range(0, len(order), batch_size), desc=description, leave=False, disable=None):

@@ -16,7 +16,14 @@ per row.
   batch (continuous batching), so the batch stays full until the prompts run out. ``generate``
   keeps computing finished rows until the longest row of its batch ends, so a batch of answers of
   uneven length costs its longest answer times its size;
-- the caller sorts prompts by length, so rows that decode together pad little.
+- the caller sorts prompts by length, so rows that decode together pad little;
+- three kernel-level speedups (``Speedups``), each in its own module: decoding steps write their
+  key/value columns in place (rankscope.evaluate.slack_cache) instead of copying the cache; the
+  greedy token of a float32 head is found through a bfloat16 screen with a proven error bound
+  and an exact recheck (rankscope.evaluate.screened_head); on a CPU the float32 linear layers run
+  through oneDNN on weights packed once (rankscope.evaluate.packed_linear). The last two change
+  the logits in the last bits, so a token can differ from ``generate``'s where its two best
+  logits nearly tie (as between two batch sizes of ``generate`` itself).
 
 Rows of different ages share one cache: a joining row's cache gets empty (masked) columns between
 the prefix and its own prompt so that every row's last token sits in the last column; columns no
@@ -28,7 +35,9 @@ one batch at a time and only drops finished rows.
 Both return, per prompt, the new tokens (end token excluded) and whether the row stopped at the
 token limit rather than at an end token (``hit_limit``: the answer may be cut off).
 ``tests/test_generation.py`` checks that the two agree token for token on Llama- and Qwen2-style
-models; ``bench/generate.py`` compares them on real prompts.
+models; ``bench/generate.py`` compares them on real prompts and counts near-ties apart. The
+evaluator (rankscope.evaluate.generative) checks the two agree on a model's first prompts before
+it uses the fast loop.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig
 
+from rankscope.evaluate.packed_linear import packed_linears
+from rankscope.evaluate.screened_head import ScreenedHead
+from rankscope.evaluate.slack_cache import SlackLayer, use_slack_layers
 from rankscope.models.shared_prefix import common_prefix_length
 
 MIN_SHARED_PREFIX = 4  # below this a separate prefix forward costs more than it saves
@@ -93,7 +105,7 @@ def _layers(cache) -> list | None:
     from transformers.cache_utils import DynamicLayer
 
     layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer or not layer.is_initialized for layer in layers):
+    if not layers or any(type(layer) not in (DynamicLayer, SlackLayer) or not layer.is_initialized for layer in layers):
         return None
     return layers
 
@@ -104,6 +116,20 @@ def _edit_columns(cache, edit) -> None:
         layer.keys, layer.values = edit(layer.keys), edit(layer.values)
 
 
+@dataclass(frozen=True)
+class Speedups:
+    """The fast decoder's kernel-level speedups, each on by default (``bench/generate.py --ablate`` times each).
+
+    None changes which rows decode together or what they attend to. ``slack_cache`` changes
+    nothing in the numbers; ``screen_head`` and ``packed_linears`` change the logits in the last
+    bits, so a token can differ from ``generate``'s only where its two best logits nearly tie.
+    """
+
+    screen_head: bool = True  # greedy token via a bfloat16 screen and an exact float32 recheck
+    packed_linears: bool = True  # float32 linear layers through oneDNN with packed weights (CPU)
+    slack_cache: bool = True  # key/value columns written in place instead of a copy per step
+
+
 @dataclass
 class _Batch:
     """The rows being decoded: one cache row, mask row and position per prompt."""
@@ -112,12 +138,13 @@ class _Batch:
     cache: object  # the model's key/value cache, [a, heads, n, head_dim] per layer
     mask: torch.Tensor  # [a, n]: 1 where a cache column holds a token of that row
     last_position: torch.Tensor  # [a]: position id of each row's last token
-    logits: torch.Tensor  # [a, V]: the next-token logits of each row
+    next_token: torch.Tensor  # [a]: each row's greedy next token
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the cache rows ``keep`` ([a'])."""
         self.cache.reorder_cache(keep)
-        self.mask, self.last_position, self.logits = self.mask[keep], self.last_position[keep], self.logits[keep]
+        self.mask, self.last_position = self.mask[keep], self.last_position[keep]
+        self.next_token = self.next_token[keep]
         self.rows = [self.rows[k] for k in keep.tolist()]
 
     def widen(self, width: int, at: int) -> None:
@@ -148,7 +175,7 @@ class _Batch:
         self.rows += other.rows
         self.mask = torch.cat([self.mask, other.mask], dim=0)
         self.last_position = torch.cat([self.last_position, other.last_position])
-        self.logits = torch.cat([self.logits, other.logits], dim=0)
+        self.next_token = torch.cat([self.next_token, other.next_token])
 
     def compact(self) -> None:
         """Drop cache columns no remaining row attends to (left by rows that finished)."""
@@ -161,7 +188,29 @@ class _Batch:
 COMPACT_AT = 16  # unused cache columns worth a copy of the cache to drop
 
 
-def _prefill(model: torch.nn.Module, prompts: list[list[int]], indices: list[int], shared: int, prefix_cache,
+class _GreedyForward:
+    """One forward pass that returns the extended cache and each row's greedy next token.
+
+    With a screened head (rankscope.evaluate.screened_head) the model's decoder runs and the
+    float32 head's argmax is found through a bfloat16 screen; otherwise the whole model runs and
+    the last position's logits are reduced by argmax.
+    """
+
+    def __init__(self, model: torch.nn.Module, screen: bool) -> None:
+        self.model = model
+        self.head = ScreenedHead.of(model) if screen else None
+        decoder = model.get_decoder() if self.head is not None and hasattr(model, "get_decoder") else None
+        self.decoder = decoder if isinstance(decoder, torch.nn.Module) and decoder is not model else None
+
+    def __call__(self, **inputs) -> tuple[object, torch.Tensor]:
+        if self.decoder is None:
+            out = self.model(**inputs, use_cache=True, logits_to_keep=1)
+            return out.past_key_values, out.logits[:, -1].argmax(dim=-1)  # [a]
+        out = self.decoder(**inputs, use_cache=True)
+        return out.past_key_values, self.head.argmax(out.last_hidden_state[:, -1])  # [a]
+
+
+def _prefill(forward: _GreedyForward, prompts: list[list[int]], indices: list[int], shared: int, prefix_cache,
              pad_token_id: int, device: torch.device) -> _Batch:
     """Run the prompts ``indices`` after the shared prefix (whose cache is ``prefix_cache``, or none)."""
     suffix_ids, suffix_mask = left_pad([prompts[k][shared:] for k in indices], pad_token_id)  # [b, S]
@@ -172,26 +221,36 @@ def _prefill(model: torch.nn.Module, prompts: list[list[int]], indices: list[int
         cache = copy.deepcopy(prefix_cache)  # [1, ...]; the original stays for the next rows
         cache.reorder_cache(torch.zeros(len(indices), dtype=torch.long, device=device))  # [1, ...] -> [b, ...]
         mask = torch.cat([torch.ones((len(indices), shared), dtype=torch.long), suffix_mask], dim=1)  # [b, shared+S]
-    out = model(input_ids=suffix_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return _Batch(rows=list(indices), cache=out.past_key_values, mask=mask.to(device),
-                  last_position=positions[:, -1].to(device), logits=out.logits[:, -1])
+    cache, next_token = forward(input_ids=suffix_ids.to(device), attention_mask=mask.to(device),
+                                position_ids=positions.to(device), past_key_values=cache)
+    return _Batch(rows=list(indices), cache=cache, mask=mask.to(device), last_position=positions[:, -1].to(device),
+                  next_token=next_token)
 
 
 @torch.no_grad()
 def fast_greedy(model: torch.nn.Module, prompts: list[list[int]], max_new_tokens: int, stop_ids: set[int],
-                pad_token_id: int, batch_size: int) -> list[Decoded]:
+                pad_token_id: int, batch_size: int, speedups: Speedups = Speedups()) -> list[Decoded]:
     """The tokens ``plain_greedy`` gives, with less work.
 
     The prompts' common prefix runs once; up to ``batch_size`` rows decode together; a row that
     ends leaves the batch and the next prompt takes its place (prefilled on top of the prefix
     cache and joined to the running batch), so the batch stays full until the prompts run out
     instead of waiting for its longest row. Prompts are taken in the order given.
+
+    ``speedups`` switches the kernel-level speedups (see ``Speedups``), all on by default.
     """
-    device = next(model.parameters()).device
-    stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)  # [s]
     if not prompts:
         return []
+    with packed_linears(model, enabled=speedups.packed_linears):
+        return _decode(model, _GreedyForward(model, speedups.screen_head), prompts, max_new_tokens, stop_ids,
+                       pad_token_id, batch_size, speedups.slack_cache)
+
+
+def _decode(model: torch.nn.Module, forward: _GreedyForward, prompts: list[list[int]], max_new_tokens: int,
+            stop_ids: set[int], pad_token_id: int, batch_size: int, slack_cache: bool) -> list[Decoded]:
+    """fast_greedy's loop: the shared prefix once, then continuous batching until every row has ended."""
+    device = next(model.parameters()).device
+    stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)  # [s]
     # The prefix may not take a row's last prompt token: its logits predict the first new token.
     shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
     prefix_cache = None
@@ -209,16 +268,18 @@ def fast_greedy(model: torch.nn.Module, prompts: list[list[int]], max_new_tokens
     while pending or batch is not None:
         room = batch_size - (len(batch.rows) if batch else 0)
         if room > 0 and pending and (batch is None or _layers(batch.cache) is not None):
-            joining = _prefill(model, prompts, [pending.pop() for _ in range(min(room, len(pending)))], shared,
+            joining = _prefill(forward, prompts, [pending.pop() for _ in range(min(room, len(pending)))], shared,
                                prefix_cache, pad_token_id, device)
             if batch is None:
                 batch = joining
+                if slack_cache and _layers(batch.cache) is not None:
+                    use_slack_layers(batch.cache)  # decoding steps write in place from here on
             else:
                 batch.join(joining, at=shared)
-        chosen = batch.logits.argmax(dim=-1)  # [a]
+        chosen = batch.next_token  # [a]
         stopped = torch.isin(chosen, stops)  # [a]
         done = []
-        for cache_row, (row, token, stop) in enumerate(zip(batch.rows, chosen.tolist(), stopped.tolist())):
+        for row, token, stop in zip(batch.rows, chosen.tolist(), stopped.tolist()):
             if stop:
                 ended[row] = True
             else:
@@ -234,7 +295,6 @@ def fast_greedy(model: torch.nn.Module, prompts: list[list[int]], max_new_tokens
             batch.compact()
         batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.rows), 1))], dim=1)  # [a, n + 1]
         batch.last_position = batch.last_position + 1  # [a]
-        out = model(input_ids=chosen[:, None], attention_mask=batch.mask, position_ids=batch.last_position[:, None],
-                    past_key_values=batch.cache, use_cache=True)
-        batch.cache, batch.logits = out.past_key_values, out.logits[:, -1]  # [a, V]
+        batch.cache, batch.next_token = forward(input_ids=chosen[:, None], attention_mask=batch.mask,
+                                                position_ids=batch.last_position[:, None], past_key_values=batch.cache)
     return [Decoded(tokens=row_tokens, hit_limit=not row_ended) for row_tokens, row_ended in zip(tokens, ended)]
