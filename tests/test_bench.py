@@ -77,15 +77,22 @@ def test_train_throughput_model_flops_follow_palm(monkeypatch):
 def test_generate_outputs_equal_transformers_generate(tiny_model_dir, tmp_path, monkeypatch, capsys):
     out = run_bench("generate.py", ["--model", str(tiny_model_dir), "--gsm8k-path", str(tmp_path / "no-gsm8k"),
                                     "--n", "6", "--batch-size", "4", "--arith-new-tokens", "6",
-                                    "--repeats", "1"], monkeypatch, capsys)
+                                    "--repeats", "1", "--ablate"], monkeypatch, capsys)
     assert "outputs: 6 of 6 identical" in out
-    assert out.strip().splitlines()[-1].startswith("speedup vs transformers generate: ")
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("speedup vs transformers generate: ")
+    assert any(line.startswith("speedup vs generate on packed linears: ") for line in lines)
+    # the ablations ran and agree with generate too (a real difference would have stopped the run)
+    for label in ("loop only", "- packed", "- screen", "- slack"):
+        assert any(f"rankscope {label}:" in line or f"rankscope, {label}:" in line for line in lines), label
     # the work counts: the shared prefix runs once and finished rows leave, so fewer positions are computed
-    work = re.search(r"forward passes per run: generate (\d+) \((\d+) token positions\), rankscope (\d+) \((\d+)\)", out)
-    assert work is not None
-    generate_passes, generate_positions, our_passes, our_positions = map(int, work.groups())
+    work = {label: (int(passes), int(positions)) for label, passes, positions in
+            re.findall(r"\] (.+?)\s*: median .*?; (\d+) forward passes, (\d+) token positions", out)}
+    generate_passes, generate_positions = work["transformers generate"]
+    our_passes, our_positions = work["rankscope"]
     assert generate_passes >= 6 and our_passes >= 6  # at least one pass per new token
     assert our_positions < generate_positions
+    assert work["generate, packed linears"] == work["transformers generate"]
 
 
 def test_eval_mc_matches_lm_eval_predictions(tiny_model_dir, tmp_path, monkeypatch, capsys):
