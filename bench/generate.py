@@ -5,15 +5,15 @@ from its upstream files, through rankscope's data layer and chat template), in t
 length-sorted batches of ``--batch-size``, greedy, with left padding and the same end token. The
 reference is ``model.generate`` (rankscope.evaluate.greedy.plain_greedy: what the evaluator ran
 before, and still runs when the fast path fails its check). rankscope's decoder runs the shared
-system turn once per batch, replaces finished rows by waiting prompts, and adds three kernel-level
-speedups (a key/value cache written in place, a bfloat16-screened output head, oneDNN packed
-linear layers on a CPU; rankscope.evaluate.greedy.Speedups).
+system turn once per batch, replaces finished rows by waiting prompts, and adds two kernel-level
+speedups (a key/value cache written in place, and oneDNN packed linear layers on a CPU;
+rankscope.evaluate.greedy.Speedups).
 
 A second reference, ``generate, packed linears``, is ``generate`` on the same packed linear layers
 as rankscope: the strongest reference a user could build from rankscope's parts, so that the
 ratio against it (``speedup vs generate on packed linears``) shows what the decoding loop and the
-other speedups add beyond the faster kernels. ``--ablate`` also times rankscope with each speedup
-off and with all three off (the loop alone).
+in-place cache add beyond the faster kernels. ``--ablate`` also times rankscope with each speedup
+off and with both off (the loop alone).
 
 Timing: a warm-up batch on each side first (not timed), then the sides interleaved
 (A B C A B C ...) ``--repeats`` times; the median wall time is reported with min and max.
@@ -73,8 +73,7 @@ class ForwardCounter:
     """Counts forward passes and the token positions they compute (input_ids.numel()).
 
     It hooks the model's decoder (the stack of layers), which both sides run on every pass:
-    ``generate`` through the whole model, rankscope through the whole model or, with the screened
-    head, through the decoder alone.
+    ``generate`` and rankscope both call the whole model, which calls its decoder once per pass.
     """
 
     def __init__(self, model) -> None:
@@ -107,10 +106,8 @@ REFERENCE = Side("transformers generate", fast=False)
 PACKED_REFERENCE = Side("generate, packed linears", fast=False, packed_reference=True)
 RANKSCOPE = Side("rankscope", fast=True)
 ABLATIONS = [
-    Side("rankscope, loop only", fast=True, speedups=Speedups(screen_head=False, packed_linears=False,
-                                                               slack_cache=False)),
+    Side("rankscope, loop only", fast=True, speedups=Speedups(packed_linears=False, slack_cache=False)),
     Side("rankscope - packed", fast=True, speedups=Speedups(packed_linears=False)),
-    Side("rankscope - screen", fast=True, speedups=Speedups(screen_head=False)),
     Side("rankscope - slack", fast=True, speedups=Speedups(slack_cache=False)),
 ]
 

@@ -83,7 +83,7 @@ def test_generate_outputs_equal_transformers_generate(tiny_model_dir, tmp_path, 
     assert lines[-1].startswith("speedup vs transformers generate: ")
     assert any(line.startswith("speedup vs generate on packed linears: ") for line in lines)
     # the ablations ran and agree with generate too (a real difference would have stopped the run)
-    for label in ("loop only", "- packed", "- screen", "- slack"):
+    for label in ("loop only", "- packed", "- slack"):
         assert any(f"rankscope {label}:" in line or f"rankscope, {label}:" in line for line in lines), label
     # the work counts: the shared prefix runs once and finished rows leave, so fewer positions are computed
     work = {label: (int(passes), int(positions)) for label, passes, positions in

@@ -1,8 +1,5 @@
 """The fast decoder's kernel-level speedups keep what they promise.
 
-- screened head: the bound holds for every token (|bfloat16 screen - float32 logit| <= err), so
-  the float32 argmax is always a candidate and is what comes out, checked by simulation on heads
-  built with near-ties; the full-product fallback gives exactly the plain argmax;
 - slack cache: the keys and values handed to attention equal ``DynamicLayer``'s bit for bit through
   appends and outside edits, and appends inside the reserved room do not move the buffer;
 - packed linear layers: close to ``nn.functional.linear``, each row independent of the others,
@@ -13,89 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_decoder
 from torch import nn
 from transformers.cache_utils import DynamicLayer
 
-from rankscope.evaluate import screened_head, slack_cache
-from rankscope.evaluate.greedy import _GreedyForward
+from rankscope.evaluate import slack_cache
 from rankscope.evaluate.packed_linear import packed_linears
-from rankscope.evaluate.screened_head import ScreenedHead
 from rankscope.evaluate.slack_cache import SlackLayer
-
-
-def head_with_near_ties(seed: int, vocab: int = 4000, width: int = 96) -> torch.Tensor:
-    """A float32 head weight [V, K] where blocks of tokens are near copies of each other."""
-    generator = torch.Generator().manual_seed(seed)
-    weight = torch.randn(vocab, width, generator=generator) * 0.05
-    twins = torch.randint(0, vocab, (vocab // 4,), generator=generator)
-    # a quarter of the tokens copy another's row up to 1e-4 noise: logits that nearly tie
-    weight[: vocab // 4] = weight[twins] + 1e-4 * torch.randn(vocab // 4, width, generator=generator)
-    return weight
-
-
-def hidden_states(seed: int, rows: int = 64, width: int = 96) -> torch.Tensor:
-    """Rows with norms like a real model's final hidden states (~45 for SmolLM2), outliers included."""
-    generator = torch.Generator().manual_seed(seed + 100)
-    hidden = torch.randn(rows, width, generator=generator) * 4.5
-    hidden[:, 0] *= 10  # one massive channel
-    return hidden
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_screen_error_bound_holds_for_every_token(seed):
-    weight, hidden = head_with_near_ties(seed), hidden_states(seed)
-    head = ScreenedHead.of_weight(weight)
-    hidden_bf16 = hidden.to(torch.bfloat16)
-    screen = nn.functional.linear(hidden_bf16, head.weight_bf16).float()  # [b, V]
-    reference = nn.functional.linear(hidden, weight)  # [b, V]
-    error = head.error_bound(hidden, hidden_bf16)
-    assert (screen - reference).abs().le(error).all()
-    assert (screen - reference).abs().max() > 1e-3, "the screen alone is too coarse to pick the token"
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_screened_argmax_is_the_float32_argmax(seed):
-    weight, hidden = head_with_near_ties(seed), hidden_states(seed)
-    reference = nn.functional.linear(hidden, weight)  # [b, V]
-    chosen = ScreenedHead.of_weight(weight).argmax(hidden)
-    top2 = reference.topk(2, dim=1).values
-    clear = (top2[:, 0] - top2[:, 1]) > 1e-4
-    assert clear.sum() >= hidden.shape[0] // 2
-    assert torch.equal(chosen[clear], reference.argmax(dim=1)[clear])
-    # a near-tie may go either way, but only to a token within the tie
-    picked = reference.gather(1, chosen[:, None]).squeeze(1)
-    assert (top2[:, 0] - picked).le(1e-4).all()
-
-
-def test_too_many_candidates_fall_back_to_the_full_float32_product(monkeypatch):
-    monkeypatch.setattr(screened_head, "MAX_CANDIDATES_PER_ROW", 0)
-    weight, hidden = head_with_near_ties(0), hidden_states(0)
-    assert torch.equal(ScreenedHead.of_weight(weight).argmax(hidden),
-                       nn.functional.linear(hidden, weight).argmax(dim=1))
-
-
-def test_the_screen_applies_to_plain_float32_heads_only():
-    class WithHead(nn.Module):
-        def __init__(self, head: nn.Module) -> None:
-            super().__init__()
-            self.head = head
-
-        def get_output_embeddings(self) -> nn.Module:
-            return self.head
-
-    assert ScreenedHead.of(WithHead(nn.Linear(8, 20, bias=True))) is None
-    assert ScreenedHead.of(WithHead(nn.Linear(8, 20, bias=False).to(torch.bfloat16))) is None
-    assert ScreenedHead.of(WithHead(nn.Sequential(nn.Linear(8, 20, bias=False)))) is None
-    plain = ScreenedHead.of(WithHead(nn.Linear(8, 20, bias=False)))
-    assert (plain is not None) == screened_head.fast_bfloat16(torch.device("cpu"))
-
-
-def test_the_decoder_of_a_tiny_model_uses_the_screen_where_bfloat16_is_fast():
-    """Otherwise the generation tests would check only the plain head."""
-    forward = _GreedyForward(tiny_decoder("llama", 97), screen=True)
-    assert (forward.decoder is not None) == screened_head.fast_bfloat16(torch.device("cpu"))
-    assert _GreedyForward(tiny_decoder("llama", 97), screen=False).decoder is None
 
 
 def grow(layers: list, generator: torch.Generator, rows: int, new: int) -> None:

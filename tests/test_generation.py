@@ -72,7 +72,7 @@ def test_fast_greedy_without_its_kernel_speedups_equals_generate(kind):
     free = plain_greedy(model, prompts, max_new_tokens=7, stop_ids=set(), pad_token_id=PAD, batch_size=3)
     stop_ids = {free[1].tokens[3], free[-1].tokens[1]}
     plain = plain_greedy(model, prompts, max_new_tokens=7, stop_ids=stop_ids, pad_token_id=PAD, batch_size=3)
-    off = Speedups(screen_head=False, packed_linears=False, slack_cache=False)
+    off = Speedups(packed_linears=False, slack_cache=False)
     assert fast_greedy(model, prompts, 7, stop_ids, PAD, batch_size=3, speedups=off) == plain
 
 
@@ -102,3 +102,15 @@ def test_evaluator_fast_path_keeps_the_plain_predictions(tiny):
     assert fast.truncated == [d.hit_limit for d in decoded]
     assert all(len(d.tokens) == 6 for d in decoded if d.hit_limit)
     assert all(len(d.tokens) < 6 for d in decoded if not d.hit_limit)
+
+
+@pytest.mark.parametrize("target", [["q_proj", "v_proj"], ["q_proj", "lm_head"]])
+def test_fast_greedy_on_a_lora_model_equals_generate(target):
+    """A PeftModel (as LoRA arms are evaluated), adapters on attention and on the output head: the
+    packed layers leave the LoRA wrappers alone and pack the plain layers inside them."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(build("llama"), LoraConfig(r=4, target_modules=target, init_lora_weights=False)).eval()
+    prompts = sorted(chat_like_prompts(4, n=7), key=len)
+    plain = plain_greedy(model, prompts, max_new_tokens=6, stop_ids={5}, pad_token_id=PAD, batch_size=3)
+    assert fast_greedy(model, prompts, 6, {5}, PAD, batch_size=3) == plain

@@ -17,13 +17,12 @@ per row.
   keeps computing finished rows until the longest row of its batch ends, so a batch of answers of
   uneven length costs its longest answer times its size;
 - the caller sorts prompts by length, so rows that decode together pad little;
-- three kernel-level speedups (``Speedups``), each in its own module: decoding steps write their
-  key/value columns in place (rankscope.evaluate.slack_cache) instead of copying the cache; the
-  greedy token of a float32 head is found through a bfloat16 screen with a proven error bound
-  and an exact recheck (rankscope.evaluate.screened_head); on a CPU the float32 linear layers run
-  through oneDNN on weights packed once (rankscope.evaluate.packed_linear). The last two change
-  the logits in the last bits, so a token can differ from ``generate``'s where its two best
-  logits nearly tie (as between two batch sizes of ``generate`` itself).
+- two kernel-level speedups (``Speedups``), each in its own module: decoding steps write their
+  key/value columns in place (rankscope.evaluate.slack_cache) instead of copying the cache, and on
+  a CPU the float32 linear layers run through oneDNN on weights packed once
+  (rankscope.evaluate.packed_linear). The second changes the logits in the last bits, so a token
+  can differ from ``generate``'s where its two best logits nearly tie (as between two batch sizes
+  of ``generate`` itself).
 
 Rows of different ages share one cache: a joining row's cache gets empty (masked) columns between
 the prefix and its own prompt so that every row's last token sits in the last column; columns no
@@ -49,7 +48,6 @@ import torch
 from transformers import GenerationConfig
 
 from rankscope.evaluate.packed_linear import packed_linears
-from rankscope.evaluate.screened_head import ScreenedHead
 from rankscope.evaluate.slack_cache import SlackLayer, use_slack_layers
 from rankscope.models.shared_prefix import common_prefix_length
 
@@ -120,12 +118,11 @@ def _edit_columns(cache, edit) -> None:
 class Speedups:
     """The fast decoder's kernel-level speedups, each on by default (``bench/generate.py --ablate`` times each).
 
-    None changes which rows decode together or what they attend to. ``slack_cache`` changes
-    nothing in the numbers; ``screen_head`` and ``packed_linears`` change the logits in the last
-    bits, so a token can differ from ``generate``'s only where its two best logits nearly tie.
+    Neither changes which rows decode together or what they attend to. ``slack_cache`` changes
+    nothing in the numbers; ``packed_linears`` changes the logits in the last bits, so a token can
+    differ from ``generate``'s only where its two best logits nearly tie.
     """
 
-    screen_head: bool = True  # greedy token via a bfloat16 screen and an exact float32 recheck
     packed_linears: bool = True  # float32 linear layers through oneDNN with packed weights (CPU)
     slack_cache: bool = True  # key/value columns written in place instead of a copy per step
 
@@ -188,29 +185,13 @@ class _Batch:
 COMPACT_AT = 16  # unused cache columns worth a copy of the cache to drop
 
 
-class _GreedyForward:
-    """One forward pass that returns the extended cache and each row's greedy next token.
-
-    With a screened head (rankscope.evaluate.screened_head) the model's decoder runs and the
-    float32 head's argmax is found through a bfloat16 screen; otherwise the whole model runs and
-    the last position's logits are reduced by argmax.
-    """
-
-    def __init__(self, model: torch.nn.Module, screen: bool) -> None:
-        self.model = model
-        self.head = ScreenedHead.of(model) if screen else None
-        decoder = model.get_decoder() if self.head is not None and hasattr(model, "get_decoder") else None
-        self.decoder = decoder if isinstance(decoder, torch.nn.Module) and decoder is not model else None
-
-    def __call__(self, **inputs) -> tuple[object, torch.Tensor]:
-        if self.decoder is None:
-            out = self.model(**inputs, use_cache=True, logits_to_keep=1)
-            return out.past_key_values, out.logits[:, -1].argmax(dim=-1)  # [a]
-        out = self.decoder(**inputs, use_cache=True)
-        return out.past_key_values, self.head.argmax(out.last_hidden_state[:, -1])  # [a]
+def _greedy_forward(model: torch.nn.Module, **inputs) -> tuple[object, torch.Tensor]:
+    """One forward pass: the extended cache and each row's greedy next token ([a])."""
+    out = model(**inputs, use_cache=True, logits_to_keep=1)
+    return out.past_key_values, out.logits[:, -1].argmax(dim=-1)
 
 
-def _prefill(forward: _GreedyForward, prompts: list[list[int]], indices: list[int], shared: int, prefix_cache,
+def _prefill(model: torch.nn.Module, prompts: list[list[int]], indices: list[int], shared: int, prefix_cache,
              pad_token_id: int, device: torch.device) -> _Batch:
     """Run the prompts ``indices`` after the shared prefix (whose cache is ``prefix_cache``, or none)."""
     suffix_ids, suffix_mask = left_pad([prompts[k][shared:] for k in indices], pad_token_id)  # [b, S]
@@ -221,8 +202,8 @@ def _prefill(forward: _GreedyForward, prompts: list[list[int]], indices: list[in
         cache = copy.deepcopy(prefix_cache)  # [1, ...]; the original stays for the next rows
         cache.reorder_cache(torch.zeros(len(indices), dtype=torch.long, device=device))  # [1, ...] -> [b, ...]
         mask = torch.cat([torch.ones((len(indices), shared), dtype=torch.long), suffix_mask], dim=1)  # [b, shared+S]
-    cache, next_token = forward(input_ids=suffix_ids.to(device), attention_mask=mask.to(device),
-                                position_ids=positions.to(device), past_key_values=cache)
+    cache, next_token = _greedy_forward(model, input_ids=suffix_ids.to(device), attention_mask=mask.to(device),
+                                        position_ids=positions.to(device), past_key_values=cache)
     return _Batch(rows=list(indices), cache=cache, mask=mask.to(device), last_position=positions[:, -1].to(device),
                   next_token=next_token)
 
@@ -242,11 +223,10 @@ def fast_greedy(model: torch.nn.Module, prompts: list[list[int]], max_new_tokens
     if not prompts:
         return []
     with packed_linears(model, enabled=speedups.packed_linears):
-        return _decode(model, _GreedyForward(model, speedups.screen_head), prompts, max_new_tokens, stop_ids,
-                       pad_token_id, batch_size, speedups.slack_cache)
+        return _decode(model, prompts, max_new_tokens, stop_ids, pad_token_id, batch_size, speedups.slack_cache)
 
 
-def _decode(model: torch.nn.Module, forward: _GreedyForward, prompts: list[list[int]], max_new_tokens: int,
+def _decode(model: torch.nn.Module, prompts: list[list[int]], max_new_tokens: int,
             stop_ids: set[int], pad_token_id: int, batch_size: int, slack_cache: bool) -> list[Decoded]:
     """fast_greedy's loop: the shared prefix once, then continuous batching until every row has ended."""
     device = next(model.parameters()).device
@@ -268,7 +248,7 @@ def _decode(model: torch.nn.Module, forward: _GreedyForward, prompts: list[list[
     while pending or batch is not None:
         room = batch_size - (len(batch.rows) if batch else 0)
         if room > 0 and pending and (batch is None or _layers(batch.cache) is not None):
-            joining = _prefill(forward, prompts, [pending.pop() for _ in range(min(room, len(pending)))], shared,
+            joining = _prefill(model, prompts, [pending.pop() for _ in range(min(room, len(pending)))], shared,
                                prefix_cache, pad_token_id, device)
             if batch is None:
                 batch = joining
@@ -295,6 +275,7 @@ def _decode(model: torch.nn.Module, forward: _GreedyForward, prompts: list[list[
             batch.compact()
         batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.rows), 1))], dim=1)  # [a, n + 1]
         batch.last_position = batch.last_position + 1  # [a]
-        batch.cache, batch.next_token = forward(input_ids=chosen[:, None], attention_mask=batch.mask,
-                                                position_ids=batch.last_position[:, None], past_key_values=batch.cache)
+        batch.cache, batch.next_token = _greedy_forward(model, input_ids=chosen[:, None], attention_mask=batch.mask,
+                                                        position_ids=batch.last_position[:, None],
+                                                        past_key_values=batch.cache)
     return [Decoded(tokens=row_tokens, hit_limit=not row_ended) for row_tokens, row_ended in zip(tokens, ended)]
