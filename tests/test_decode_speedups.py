@@ -105,3 +105,16 @@ def test_use_slack_layers_reads_the_room_when_called(monkeypatch):
     cache = Cache()
     slack_cache.use_slack_layers(cache)
     assert type(cache.layers[0]) is SlackLayer and cache.layers[0].slack == 3
+
+
+def test_packed_linears_step_aside_when_memory_is_short(monkeypatch):
+    from rankscope.evaluate import packed_linear
+
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 64))
+    weight_bytes = 2 * 64 * 64 * 4
+    monkeypatch.setattr(packed_linear, "available_memory", lambda: 2 * weight_bytes - 1)
+    with packed_linears(model) as switched:
+        assert switched == 0
+    monkeypatch.setattr(packed_linear, "available_memory", lambda: 2 * weight_bytes)
+    with packed_linears(model) as switched:
+        assert switched == 2

@@ -16,11 +16,14 @@ it. oneDNN computes each row independently of the others in the batch, so a row'
 depend on which rows decode beside it, which the default product does not promise.
 
 The packed copy costs the weights' memory again while it is in use, so it is made per call of the
-decoder and dropped after.
+decoder and dropped after, and only when it takes less than half of the memory available at that
+moment (a large float32 model on a laptop decodes unpacked rather than swapping).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,6 +31,28 @@ import torch
 from torch import nn
 
 PACK_ROWS_HINT = 16  # oneDNN picks the blocked layout for this many rows; any row count works with it
+UNKNOWN_MEMORY_LIMIT = 2 * 2**30  # bytes packed at most where the available memory cannot be read
+
+log = logging.getLogger(__name__)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now, or None where it cannot be read.
+
+    Linux's MemAvailable counts the page cache the kernel would give back; elsewhere the free
+    pages (a lower figure) are the best estimate.
+    """
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def packs_here(module: nn.Module) -> bool:
@@ -58,6 +83,12 @@ def packed_linears(model: nn.Module, enabled: bool = True) -> Iterator[int]:
     Outside ``torch.no_grad`` or for other dtypes a switched layer computes as before.
     """
     switched = [module for module in model.modules() if enabled and packs_here(module)]
+    packed_bytes = sum(module.weight.numel() * module.weight.element_size() for module in switched)
+    available = available_memory()
+    if packed_bytes > (available // 2 if available is not None else UNKNOWN_MEMORY_LIMIT):
+        log.info("decoding without packed linear layers: their copy (%.1f GiB) would take over half of the "
+                 "available memory", packed_bytes / 2**30)
+        switched = []
     for module in switched:
         module.forward = _packed_forward(module.weight, module.bias)
     try:
