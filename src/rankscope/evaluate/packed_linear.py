@@ -1,12 +1,12 @@
 """Float32 linear layers run through oneDNN with their weights packed once, for decoding on a CPU.
 
 A decoding step multiplies 1-32 rows by every weight matrix of the model. For such thin products
-torch's default CPU matrix product (a BLAS ``sgemm`` that lays the weight out anew on every call)
-is far from the memory bound. oneDNN, which torch ships, takes the weight laid out once in its
-own blocked format (``torch.ops.mkldnn._reorder_linear_weight``, the op torch's inductor compiler
-uses for frozen float32 linear layers on CPU) and computes the product from that. Measured on 2
-AVX-512 cores, the 210 linear layers of SmolLM2-135M's decoder: 15-20 ms against 27-44 ms for 1-16
-rows, 28 against 56 ms for 32 (``python bench/generate.py`` measures the whole decoder).
+torch's default CPU matrix product (MKL's ``sgemm`` in the pinned build) runs far below the memory
+bound on the CPU measured (an AMD EPYC; MKL's own pre-packed product was no faster). oneDNN,
+which torch ships, takes the weight laid out once in its own blocked format (``torch.ops.mkldnn._reorder_linear_weight``, the op torch's inductor compiler
+uses for frozen float32 linear layers on CPU) and computes the product from that, about twice as
+fast on 2 AVX-512 cores (``python bench/generate.py --ablate``: rankscope's decoder without it
+takes 1.7-2.1x as long; docs/performance.md has the numbers).
 
 The sums are the same float32 dot products accumulated in another order, so the outputs differ
 from the default product in the last bits (about 1e-6 here). A greedy token whose two best logits
