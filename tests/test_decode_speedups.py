@@ -118,3 +118,23 @@ def test_packed_linears_step_aside_when_memory_is_short(monkeypatch):
     monkeypatch.setattr(packed_linear, "available_memory", lambda: 2 * weight_bytes)
     with packed_linears(model) as switched:
         assert switched == 2
+
+
+def test_packed_linears_leave_a_forward_set_by_someone_else_alone():
+    """accelerate's device hooks set an instance forward; so does an enclosing packed_linears.
+    Such a layer is not switched, and leaving the block keeps that forward in place."""
+    model = nn.Sequential(nn.Linear(16, 8), nn.Linear(8, 8))
+    hooked = model[1]
+
+    def hook_forward(inputs: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(inputs, hooked.weight, hooked.bias) + 1
+
+    hooked.forward = hook_forward
+    with torch.no_grad(), packed_linears(model) as outer:
+        assert outer == 1
+        packed_first = vars(model[0])["forward"]
+        with packed_linears(model) as inner:
+            assert inner == 0
+        assert vars(model[0])["forward"] is packed_first  # the inner block did not undo the outer one
+    assert "forward" not in vars(model[0])
+    assert vars(hooked)["forward"] is hook_forward

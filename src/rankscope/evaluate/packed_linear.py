@@ -3,10 +3,11 @@
 A decoding step multiplies 1-32 rows by every weight matrix of the model. For such thin products
 torch's default CPU matrix product (MKL's ``sgemm`` in the pinned build) runs far below the memory
 bound on the CPU measured (an AMD EPYC; MKL's own pre-packed product was no faster). oneDNN,
-which torch ships, takes the weight laid out once in its own blocked format (``torch.ops.mkldnn._reorder_linear_weight``, the op torch's inductor compiler
-uses for frozen float32 linear layers on CPU) and computes the product from that, about twice as
-fast on 2 AVX-512 cores (``python bench/generate.py --ablate``: rankscope's decoder without it
-takes 1.7-2.1x as long; docs/performance.md has the numbers).
+which torch ships, takes the weight laid out once in its own blocked format
+(``torch.ops.mkldnn._reorder_linear_weight``, the op torch's inductor compiler uses for frozen
+float32 linear layers on CPU) and computes the product from that, about twice as fast on 2
+AVX-512 cores (``python bench/generate.py --ablate``: rankscope's decoder without it takes 2.1x
+as long; docs/performance.md has the numbers).
 
 The sums are the same float32 dot products accumulated in another order, so the outputs differ
 from the default product in the last bits (about 1e-6 here). A greedy token whose two best logits
@@ -56,8 +57,10 @@ def available_memory() -> int | None:
 
 
 def packs_here(module: nn.Module) -> bool:
-    """Whether ``module`` is a plain float32 CPU ``nn.Linear`` and torch has oneDNN."""
-    return (type(module) is nn.Linear and module.weight.dtype == torch.float32
+    """Whether ``module`` is a plain float32 CPU ``nn.Linear``, torch has oneDNN, and no one else
+    has set the module's ``forward`` (accelerate's device hooks do, and so does an enclosing
+    ``packed_linears``: such a layer is left to them)."""
+    return (type(module) is nn.Linear and "forward" not in vars(module) and module.weight.dtype == torch.float32
             and module.weight.device.type == "cpu" and torch.backends.mkldnn.is_available())
 
 

@@ -2,7 +2,7 @@
 
 transformers' ``DynamicLayer`` appends a decoding step's keys and values with ``torch.cat``, which
 copies the whole cache of the layer on every step: for 16 rows of 350 tokens on SmolLM2-135M that
-is 30 layers x 2 x 4 MB per new token, as much memory traffic as reading the weights. A
+is 30 layers x 2 x 4 MB per new token, half the memory traffic of reading the weights. A
 ``SlackLayer`` keeps its keys and values in a buffer with room for ``slack`` more columns and
 hands the model views of the filled part; a step writes one column. When the room runs out the
 buffer is reallocated with new room, one copy every ``slack`` steps instead of one every step.
