@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig
+from transformers.cache_utils import DynamicLayer
 
 from rankscope.evaluate.packed_linear import packed_linears
 from rankscope.evaluate.slack_cache import SlackLayer, use_slack_layers
@@ -100,8 +101,6 @@ def plain_greedy(model: torch.nn.Module, prompts: list[list[int]], max_new_token
 
 def _layers(cache) -> list | None:
     """The cache's per-layer key/value stores when every one is a plain growing cache, else None."""
-    from transformers.cache_utils import DynamicLayer
-
     layers = getattr(cache, "layers", None)
     if not layers or any(type(layer) not in (DynamicLayer, SlackLayer) or not layer.is_initialized for layer in layers):
         return None
